@@ -1,0 +1,66 @@
+"""The transport interface: a text WebSocket, nothing more.
+
+The runtime only needs four operations (connect, send text, receive text,
+close), so every transport fits in a few dozen lines and tests can swap in an
+in-memory pair. Library exceptions are mapped to :mod:`engine.errors` here, at
+the edge, and nowhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
+
+import attrs
+
+
+@attrs.frozen(kw_only=True)
+class TransportSettings:
+    """Socket settings shared by every transport.
+
+    Attributes:
+        max_message_size: largest inbound message accepted, in bytes. Audio
+            deltas are large; the default leaves ample room.
+        connect_timeout: seconds allowed for TCP, TLS and the WebSocket handshake.
+        keepalive_interval: seconds between WebSocket pings (``None`` disables them).
+        keepalive_timeout: seconds to wait for a pong before the socket counts as dead.
+        close_timeout: seconds to wait for the peer's close frame before dropping the socket.
+        allow_insecure: accept plain ``ws://`` to a host that is not loopback.
+    """
+
+    max_message_size: int = attrs.field(default=16 * 1024 * 1024)
+    connect_timeout: float = 10.0
+    keepalive_interval: float | None = 20.0
+    keepalive_timeout: float = 20.0
+    close_timeout: float = 2.0
+    allow_insecure: bool = False
+
+    @max_message_size.validator
+    def _check_size(self, _: attrs.Attribute[int], value: int) -> None:
+        if value < 1024:
+            raise ValueError(f"max_message_size must be at least 1024 bytes, got {value}")
+
+
+class Transport(Protocol):
+    """One open text WebSocket."""
+
+    async def send(self, text: str) -> None:
+        """Send one text message. Raises :class:`~engine.errors.ConnectionClosed`."""
+        ...
+
+    async def receive(self) -> str:
+        """Wait for the next text message. Raises :class:`~engine.errors.ConnectionClosed`."""
+        ...
+
+    async def aclose(self, code: int = 1000, reason: str = "") -> None:
+        """Close, waiting at most ``close_timeout`` for the peer's answer. Never raises."""
+        ...
+
+
+class Connector(Protocol):
+    """Opens a :class:`Transport`; used as ``async with connector(url, headers, settings) as t``."""
+
+    def __call__(
+        self, url: str, headers: Mapping[str, str], settings: TransportSettings
+    ) -> AbstractAsyncContextManager[Transport]: ...
