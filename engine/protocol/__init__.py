@@ -1,0 +1,59 @@
+"""The wire layer: typed client and server events, session configuration, the codec.
+
+Pure and stateless: nothing here does I/O or keeps state between calls.
+"""
+
+from __future__ import annotations
+
+from engine.protocol import client, server, server_response
+from engine.protocol.client import CLIENT_EVENTS, ClientEvent, ResponseParams
+from engine.protocol.codec import (
+    SERVER_EVENTS,
+    AnyServerEvent,
+    ServerEvent,
+    decode,
+    decode_client,
+    encode,
+)
+from engine.protocol.config import (
+    AudioFormat,
+    ConfigError,
+    FunctionTool,
+    SemanticVad,
+    ServerVad,
+    SessionConfig,
+    Transcription,
+    TurnDetection,
+)
+from engine.protocol.items import ContentPart, ErrorDetail, Item, RateLimit, Response, Usage
+from engine.protocol.server import UnknownServerEvent
+
+__all__ = [
+    "CLIENT_EVENTS",
+    "SERVER_EVENTS",
+    "AnyServerEvent",
+    "AudioFormat",
+    "ClientEvent",
+    "ConfigError",
+    "ContentPart",
+    "ErrorDetail",
+    "FunctionTool",
+    "Item",
+    "RateLimit",
+    "Response",
+    "ResponseParams",
+    "SemanticVad",
+    "ServerEvent",
+    "ServerVad",
+    "SessionConfig",
+    "Transcription",
+    "TurnDetection",
+    "UnknownServerEvent",
+    "Usage",
+    "client",
+    "decode",
+    "decode_client",
+    "encode",
+    "server",
+    "server_response",
+]

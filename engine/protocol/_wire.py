@@ -1,0 +1,227 @@
+"""Turning attrs value classes into JSON-ready dicts and back.
+
+Each class gets a *plan* once (a tuple of per-field steps derived from its type
+hints), so the per-message cost is a loop over fields with ``isinstance``
+checks, not reflection. Only the shapes the wire needs are supported: ``str``,
+``int``, ``float``, ``bool``, ``None`` unions, ``dict`` / ``Any`` kept raw,
+``tuple[X, ...]`` and nested attrs classes.
+
+Encoding drops fields whose value is ``None`` (the server treats an absent
+field as "unchanged"), except fields marked ``keep_null`` in their metadata,
+where ``null`` means something (``turn_detection: null`` turns VAD off).
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Callable
+from typing import Any, TypeVar, Union
+
+import attrs
+
+T = TypeVar("T")
+
+WIRE = "wire"
+"""Field metadata key: the JSON key when it differs from the attribute name."""
+KEEP_NULL = "keep_null"
+"""Field metadata key: encode ``None`` as ``null`` instead of dropping the field."""
+
+
+class WireTypeError(Exception):
+    """A JSON value did not have the type a field declares; ``path`` says where."""
+
+    def __init__(self, path: str, expected: str, got: object) -> None:
+        super().__init__(f"{path}: expected {expected}, got {_describe(got)}")
+        self.path = path
+
+
+def _describe(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"boolean {value!r}"
+    if isinstance(value, str):
+        return f"string {value[:40]!r}"
+    if isinstance(value, int | float):
+        return f"number {value!r}"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+Check = Callable[[Any, str], Any]
+
+
+def _scalar(kind: type, name: str) -> Check:
+    def check(value: Any, path: str) -> Any:
+        # bool is an int subclass; a JSON true is never a valid number here.
+        if isinstance(value, kind) and not (kind is not bool and isinstance(value, bool)):
+            return value
+        raise WireTypeError(path, name, value)
+
+    return check
+
+
+def _number(value: Any, path: str) -> Any:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value
+    raise WireTypeError(path, "number", value)
+
+
+def _raw(value: Any, path: str) -> Any:
+    return value
+
+
+def _object(value: Any, path: str) -> Any:
+    if isinstance(value, dict):
+        return value
+    raise WireTypeError(path, "object", value)
+
+
+def _optional(inner: Check) -> Check:
+    def check(value: Any, path: str) -> Any:
+        return None if value is None else inner(value, path)
+
+    return check
+
+
+def _any_of(options: list[Check], name: str) -> Check:
+    def check(value: Any, path: str) -> Any:
+        for option in options:
+            try:
+                return option(value, path)
+            except WireTypeError:
+                continue
+        raise WireTypeError(path, name, value)
+
+    return check
+
+
+def _sequence(inner: Check) -> Check:
+    def check(value: Any, path: str) -> Any:
+        if not isinstance(value, list):
+            raise WireTypeError(path, "array", value)
+        return tuple(inner(v, f"{path}[{i}]") for i, v in enumerate(value))
+
+    return check
+
+
+def _nested(cls: type) -> Check:
+    def check(value: Any, path: str) -> Any:
+        if not isinstance(value, dict):
+            raise WireTypeError(path, "object", value)
+        return from_wire(cls, value, path)
+
+    return check
+
+
+_SCALARS: dict[Any, Check] = {
+    str: _scalar(str, "string"),
+    int: _scalar(int, "integer"),
+    bool: _scalar(bool, "boolean"),
+    float: _number,
+    Any: _raw,
+    object: _raw,
+}
+
+
+def _check_for(hint: Any) -> Check:
+    if hint in _SCALARS:
+        return _SCALARS[hint]
+    origin = typing.get_origin(hint)
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        inner = (
+            _check_for(args[0])
+            if len(args) == 1
+            else _any_of([_check_for(a) for a in args], " or ".join(_hint_name(a) for a in args))
+        )
+        return _optional(inner) if type(None) in typing.get_args(hint) else inner
+    if origin is tuple:
+        return _sequence(_check_for(typing.get_args(hint)[0]))
+    if origin is dict or hint is dict:
+        return _object
+    if origin is typing.Literal:
+        return _SCALARS[type(typing.get_args(hint)[0])]
+    if attrs.has(hint):
+        return _nested(hint)
+    raise TypeError(f"unsupported wire type {hint!r}")
+
+
+def _hint_name(hint: Any) -> str:
+    return {str: "string", int: "integer", float: "number", bool: "boolean"}.get(
+        hint, getattr(hint, "__name__", str(hint))
+    )
+
+
+# (attribute name, JSON key, check, has default)
+_Plan = tuple[tuple[str, str, Check, bool], ...]
+_decode_plans: dict[type, _Plan] = {}
+_encode_plans: dict[type, tuple[tuple[str, str, bool], ...]] = {}
+
+
+def _decode_plan(cls: type) -> _Plan:
+    plan = _decode_plans.get(cls)
+    if plan is None:
+        hints = typing.get_type_hints(cls)
+        plan = tuple(
+            (
+                f.name,
+                f.metadata.get(WIRE, f.name),
+                _check_for(hints[f.name]),
+                f.default is not attrs.NOTHING,
+            )
+            for f in attrs.fields(cls)
+            if f.init
+        )
+        _decode_plans[cls] = plan
+    return plan
+
+
+def from_wire(cls: type[T], data: dict[str, Any], path: str = "") -> T:
+    """Build ``cls`` from a decoded JSON object, checking each field's type.
+
+    Unknown keys are ignored (servers add fields); a missing field takes its
+    default; a missing field without a default is a :class:`WireTypeError`.
+    """
+    kwargs: dict[str, Any] = {}
+    for name, key, check, has_default in _decode_plan(cls):
+        value = data.get(key, attrs.NOTHING)
+        where = f"{path}.{key}" if path else key
+        if value is attrs.NOTHING:
+            if not has_default:
+                raise WireTypeError(where, "a value (required field)", None)
+            continue
+        kwargs[name] = check(value, where)
+    return cls(**kwargs)
+
+
+def _encode_plan(cls: type) -> tuple[tuple[str, str, bool], ...]:
+    plan = _encode_plans.get(cls)
+    if plan is None:
+        plan = tuple(
+            (f.name, f.metadata.get(WIRE, f.name), bool(f.metadata.get(KEEP_NULL))) for f in attrs.fields(cls)
+        )
+        _encode_plans[cls] = plan
+    return plan
+
+
+def to_wire(value: Any) -> Any:
+    """Convert an attrs instance (recursively) to JSON-ready dicts and lists."""
+    if attrs.has(type(value)):
+        wire_type = getattr(type(value), "TYPE", None)
+        out: dict[str, Any] = {} if wire_type is None else {"type": wire_type}
+        for name, key, keep_null in _encode_plan(type(value)):
+            item = getattr(value, name)
+            if item is None and not keep_null:
+                continue
+            out[key] = to_wire(item)
+        return out
+    if isinstance(value, tuple | list):
+        return [to_wire(v) for v in value]
+    if isinstance(value, dict):
+        return {k: to_wire(v) for k, v in value.items()}
+    return value

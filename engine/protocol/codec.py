@@ -1,0 +1,154 @@
+"""The codec: client events to JSON text, JSON text to server events (and back, for servers).
+
+``decode`` is tolerant in what it accepts and strict in what it promises: an
+unknown ``type`` becomes :class:`UnknownServerEvent`, missing optional fields
+take defaults, and everything else that is wrong (bad JSON, not an object, no
+``type``, a field of the wrong type) raises exactly one exception,
+:class:`~engine.errors.ProtocolError`, carrying the clipped raw text.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from engine.errors import ProtocolError
+from engine.protocol import server as s
+from engine.protocol import server_response as r
+from engine.protocol._wire import WireTypeError, from_wire, to_wire
+from engine.protocol.client import CLIENT_EVENTS, ClientEvent, InputAudioBufferAppend
+
+ServerEvent = (
+    s.Error
+    | s.Ping
+    | s.SessionCreated
+    | s.SessionUpdated
+    | s.ConversationCreated
+    | s.ConversationItemAdded
+    | s.ConversationItemDone
+    | s.ConversationItemCreated
+    | s.ConversationItemRetrieved
+    | s.ConversationItemTruncated
+    | s.ConversationItemDeleted
+    | s.InputAudioTranscriptionDelta
+    | s.InputAudioTranscriptionCompleted
+    | s.InputAudioTranscriptionFailed
+    | s.InputAudioTranscriptionSegment
+    | s.SpeechStarted
+    | s.SpeechStopped
+    | s.InputAudioBufferCommitted
+    | s.InputAudioBufferCleared
+    | s.InputAudioBufferTimeoutTriggered
+    | s.InputAudioBufferDtmfEventReceived
+    | s.OutputAudioBufferStarted
+    | s.OutputAudioBufferStopped
+    | s.OutputAudioBufferCleared
+    | s.RateLimitsUpdated
+    | s.McpListToolsInProgress
+    | s.McpListToolsCompleted
+    | s.McpListToolsFailed
+    | r.ResponseCreated
+    | r.ResponseDone
+    | r.ResponseOutputItemAdded
+    | r.ResponseOutputItemDone
+    | r.ResponseContentPartAdded
+    | r.ResponseContentPartDone
+    | r.ResponseOutputTextDelta
+    | r.ResponseOutputTextDone
+    | r.ResponseOutputAudioDelta
+    | r.ResponseOutputAudioDone
+    | r.ResponseOutputAudioTranscriptDelta
+    | r.ResponseOutputAudioTranscriptDone
+    | r.ResponseFunctionCallArgumentsDelta
+    | r.ResponseFunctionCallArgumentsDone
+    | r.ResponseMcpCallArgumentsDelta
+    | r.ResponseMcpCallArgumentsDone
+    | r.ResponseMcpCallInProgress
+    | r.ResponseMcpCallCompleted
+    | r.ResponseMcpCallFailed
+)
+"""Every modelled server event: the 46 GA ones plus Inworld's ``ping``."""
+
+AnyServerEvent = ServerEvent | s.UnknownServerEvent
+
+SERVER_EVENTS: dict[str, type[ServerEvent]] = {
+    cls.TYPE: cls
+    for cls in (
+        s.Error, s.Ping, s.SessionCreated, s.SessionUpdated, s.ConversationCreated,
+        s.ConversationItemAdded, s.ConversationItemDone, s.ConversationItemCreated,
+        s.ConversationItemRetrieved, s.ConversationItemTruncated, s.ConversationItemDeleted,
+        s.InputAudioTranscriptionDelta, s.InputAudioTranscriptionCompleted,
+        s.InputAudioTranscriptionFailed, s.InputAudioTranscriptionSegment,
+        s.SpeechStarted, s.SpeechStopped, s.InputAudioBufferCommitted,
+        s.InputAudioBufferCleared, s.InputAudioBufferTimeoutTriggered,
+        s.InputAudioBufferDtmfEventReceived, s.OutputAudioBufferStarted,
+        s.OutputAudioBufferStopped, s.OutputAudioBufferCleared, s.RateLimitsUpdated,
+        s.McpListToolsInProgress, s.McpListToolsCompleted, s.McpListToolsFailed,
+        r.ResponseCreated, r.ResponseDone, r.ResponseOutputItemAdded, r.ResponseOutputItemDone,
+        r.ResponseContentPartAdded, r.ResponseContentPartDone, r.ResponseOutputTextDelta,
+        r.ResponseOutputTextDone, r.ResponseOutputAudioDelta, r.ResponseOutputAudioDone,
+        r.ResponseOutputAudioTranscriptDelta, r.ResponseOutputAudioTranscriptDone,
+        r.ResponseFunctionCallArgumentsDelta, r.ResponseFunctionCallArgumentsDone,
+        r.ResponseMcpCallArgumentsDelta, r.ResponseMcpCallArgumentsDone,
+        r.ResponseMcpCallInProgress, r.ResponseMcpCallCompleted, r.ResponseMcpCallFailed,
+    )
+}  # fmt: skip
+"""Every server event class by its wire ``type``."""
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def encode(event: ClientEvent | AnyServerEvent) -> str:
+    """Serialise an event to the exact JSON text the peer expects (no ``null`` noise)."""
+    if type(event) is InputAudioBufferAppend and event.event_id is None:
+        # The hot path of audio-in: base64 never needs JSON escaping.
+        return '{"type":"input_audio_buffer.append","audio":"' + event.audio + '"}'
+    if isinstance(event, s.UnknownServerEvent):
+        return _dumps(event.raw)
+    return _dumps(to_wire(event))
+
+
+def _parse(text: str | bytes) -> tuple[str, dict[str, Any]]:
+    try:
+        data = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError(f"malformed JSON: {exc}", _as_text(text)) from None
+    if not isinstance(data, dict):
+        raise ProtocolError(f"expected a JSON object, got {type(data).__name__}", _as_text(text))
+    kind = data.get("type")
+    if not isinstance(kind, str) or not kind:
+        raise ProtocolError("message has no string 'type' field", _as_text(text))
+    return kind, data
+
+
+def _as_text(text: str | bytes) -> str:
+    return text if isinstance(text, str) else text.decode("utf-8", "replace")
+
+
+def _build(cls: type[Any], kind: str, data: dict[str, Any], text: str | bytes) -> Any:
+    try:
+        return from_wire(cls, data)
+    except WireTypeError as exc:
+        raise ProtocolError(f"bad {kind!r} event: {exc}", _as_text(text)) from None
+    except (TypeError, ValueError) as exc:  # a validator refused a value
+        raise ProtocolError(f"bad {kind!r} event: {exc}", _as_text(text)) from None
+
+
+def decode(text: str | bytes) -> AnyServerEvent:
+    """Parse one server message. Raises :class:`~engine.errors.ProtocolError` and nothing else."""
+    kind, data = _parse(text)
+    cls = SERVER_EVENTS.get(kind)
+    if cls is None:
+        return s.UnknownServerEvent(type=kind, raw=data)
+    result: AnyServerEvent = _build(cls, kind, data, text)
+    return result
+
+
+def decode_client(text: str | bytes) -> ClientEvent:
+    """Parse one client message (the server side's view). Unknown types are a ``ProtocolError``."""
+    kind, data = _parse(text)
+    cls = CLIENT_EVENTS.get(kind)
+    if cls is None:
+        raise ProtocolError(f"unknown client event type {kind!r}", _as_text(text))
+    result: ClientEvent = _build(cls, kind, data, text)
+    return result

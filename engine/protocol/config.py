@@ -1,0 +1,280 @@
+"""Session configuration: frozen, validated at construction, rendered to the GA shape.
+
+``SessionConfig`` is the one place a session's settings live. ``to_wire()``
+gives the ``session`` object of ``session.update`` (GA layout: ``audio.input``
+/ ``audio.output``; Inworld extensions ``temperature``, ``audio.output.model``
+and ``providerData`` only when set). ``from_wire()`` is the inverse, used by the
+local server to validate what a client sends; its errors carry the GA ``param``
+path (``session.audio.input.format.rate``) the way a real server reports them.
+``None`` always means "not set: keep the server's value", except for
+``turn_detection``, where ``None`` means manual turns and is sent as ``null``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from typing import Any
+
+import attrs
+
+PCM_RATES = (8000, 16000, 24000, 32000, 44100, 48000)
+"""PCM sample rates Inworld accepts (OpenAI accepts 24000 only)."""
+FORMAT_TYPES = ("audio/pcm", "audio/pcmu", "audio/pcma")
+EAGERNESS = ("low", "medium", "high", "auto")
+MODALITIES = ("audio", "text")
+TOOL_CHOICES = ("auto", "none", "required")
+
+
+class ConfigError(ValueError):
+    """An invalid configuration value; ``param`` is its GA path (``session.voice``)."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(f"{param}: {message}")
+        self.param = param
+
+
+def _one_of(name: str, allowed: Collection[object]) -> Callable[[Any, Any, Any], None]:
+    def check(_: Any, __: Any, value: object) -> None:
+        if value not in allowed:
+            choices = ", ".join(repr(a) for a in allowed)
+            raise ConfigError(name, f"{value!r} is not one of {choices}")
+
+    return check
+
+
+def _in_range(name: str, low: float, high: float) -> Callable[[Any, Any, Any], None]:
+    def check(_: Any, __: Any, value: float | None) -> None:
+        if value is None:
+            return
+        if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+            raise ConfigError(name, f"{value!r} is not a number in [{low}, {high}]")
+
+    return check
+
+
+@attrs.frozen(kw_only=True)
+class AudioFormat:
+    """``audio/pcm`` (16-bit little-endian mono) at ``rate``, or G.711 ``pcmu``/``pcma`` at 8 kHz."""
+
+    type: str = attrs.field(default="audio/pcm", validator=_one_of("format.type", FORMAT_TYPES))
+    rate: int = attrs.field(default=24000)
+
+    @rate.validator
+    def _check_rate(self, _: Any, value: int) -> None:
+        if self.type == "audio/pcm":
+            if value not in PCM_RATES:
+                raise ConfigError("format.rate", f"{value!r} is not a PCM rate; use one of {PCM_RATES}")
+        elif value != 8000:
+            raise ConfigError("format.rate", f"{self.type} is fixed at 8000 Hz, got {value!r}")
+
+    @property
+    def bytes_per_second(self) -> int:
+        """Bytes of audio per second in this format (PCM16 is 2 bytes a sample, G.711 one)."""
+        return self.rate * (2 if self.type == "audio/pcm" else 1)
+
+    def to_wire(self) -> dict[str, Any]:
+        """GA format object (G.711 formats carry no rate)."""
+        if self.type == "audio/pcm":
+            return {"type": self.type, "rate": self.rate}
+        return {"type": self.type}
+
+
+@attrs.frozen(kw_only=True)
+class Transcription:
+    """Input transcription: the STT model (e.g. ``inworld/inworld-stt-1``), optional language and prompt."""
+
+    model: str
+    language: str | None = None
+    prompt: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        """GA transcription object."""
+        out: dict[str, Any] = {"model": self.model}
+        if self.language is not None:
+            out["language"] = self.language
+        if self.prompt is not None:
+            out["prompt"] = self.prompt
+        return out
+
+
+@attrs.frozen(kw_only=True)
+class SemanticVad:
+    """Semantic turn detection (Inworld's default)."""
+
+    eagerness: str = attrs.field(default="low", validator=_one_of("turn_detection.eagerness", EAGERNESS))
+    create_response: bool = True
+    interrupt_response: bool = True
+
+    def to_wire(self) -> dict[str, Any]:
+        """GA ``semantic_vad`` object."""
+        return {
+            "type": "semantic_vad",
+            "eagerness": self.eagerness,
+            "create_response": self.create_response,
+            "interrupt_response": self.interrupt_response,
+        }
+
+
+@attrs.frozen(kw_only=True)
+class ServerVad:
+    """Energy-based server turn detection with its thresholds."""
+
+    threshold: float = attrs.field(default=0.5, validator=_in_range("turn_detection.threshold", 0.0, 1.0))
+    prefix_padding_ms: int = attrs.field(
+        default=300, validator=_in_range("turn_detection.prefix_padding_ms", 0, 10_000)
+    )
+    silence_duration_ms: int = attrs.field(
+        default=500, validator=_in_range("turn_detection.silence_duration_ms", 0, 10_000)
+    )
+    idle_timeout_ms: int | None = attrs.field(
+        default=None, validator=_in_range("turn_detection.idle_timeout_ms", 1, 3_600_000)
+    )
+    create_response: bool = True
+    interrupt_response: bool = True
+
+    def to_wire(self) -> dict[str, Any]:
+        """GA ``server_vad`` object."""
+        out: dict[str, Any] = {
+            "type": "server_vad",
+            "threshold": self.threshold,
+            "prefix_padding_ms": self.prefix_padding_ms,
+            "silence_duration_ms": self.silence_duration_ms,
+            "create_response": self.create_response,
+            "interrupt_response": self.interrupt_response,
+        }
+        if self.idle_timeout_ms is not None:
+            out["idle_timeout_ms"] = self.idle_timeout_ms
+        return out
+
+
+TurnDetection = SemanticVad | ServerVad
+
+
+@attrs.frozen(kw_only=True)
+class FunctionTool:
+    """A function the model may call: name, description and a JSON-schema ``parameters`` object."""
+
+    name: str = attrs.field()
+    description: str = ""
+    parameters: dict[str, Any] = attrs.field(factory=lambda: {"type": "object", "properties": {}})
+
+    @name.validator
+    def _check_name(self, _: Any, value: str) -> None:
+        if not value or not all(c.isalnum() or c in "_-" for c in value) or len(value) > 64:
+            raise ConfigError("tools.name", f"{value!r} must be 1-64 letters, digits, '_' or '-'")
+
+    def to_wire(self) -> dict[str, Any]:
+        """GA function tool object."""
+        return {
+            "type": "function",
+            "name": self.name,
+            "description": self.description,
+            "parameters": self.parameters,
+        }
+
+
+def _check_modalities(_: Any, __: Any, value: tuple[str, ...]) -> None:
+    if not value or len(set(value)) != len(value) or any(m not in MODALITIES for m in value):
+        raise ConfigError("output_modalities", f"{value!r} must be 'audio', 'text' or both, once each")
+
+
+def _check_max_tokens(_: Any, __: Any, value: int | str | None) -> None:
+    if value is None or value == "inf":
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 4096:
+        raise ConfigError("max_output_tokens", f"{value!r} must be an integer in [1, 4096] or 'inf'")
+
+
+def _check_tool_choice(_: Any, __: Any, value: str | None) -> None:
+    if value is not None and not value:
+        raise ConfigError("tool_choice", "must be 'auto', 'none', 'required' or a tool name")
+
+
+@attrs.frozen(kw_only=True)
+class SessionConfig:
+    """Everything a session can configure. ``None`` leaves the server's default in place.
+
+    Attributes:
+        instructions: the system prompt.
+        model: the LLM (Inworld: ``provider/model`` or a router; OpenAI: fixed at connect).
+        voice: the output voice (``Clive``, ``Sarah``, ``marin``...).
+        tts_model: Inworld's TTS model (``inworld-tts-2``); an Inworld extension.
+        temperature: sampling temperature; an Inworld extension (GA has none).
+        speed: speaking rate of the output audio.
+        output_modalities: ``("audio",)``, ``("text",)`` or, on Inworld, both.
+        input_format / output_format: audio formats of the two directions.
+        transcription: input transcription settings (``None``: server default).
+        turn_detection: ``SemanticVad``, ``ServerVad`` or ``None`` for manual turns.
+        tools: function tools the model may call.
+        tool_choice: ``auto``, ``none``, ``required`` or the name of one tool.
+        max_output_tokens: 1-4096 or ``"inf"``.
+        provider_data: Inworld's ``providerData`` object, sent as is.
+    """
+
+    instructions: str | None = None
+    model: str | None = None
+    voice: str | None = None
+    tts_model: str | None = None
+    temperature: float | None = attrs.field(default=None, validator=_in_range("temperature", 0.0, 2.0))
+    speed: float | None = attrs.field(default=None, validator=_in_range("speed", 0.25, 4.0))
+    output_modalities: tuple[str, ...] = attrs.field(
+        default=("audio",), converter=tuple, validator=_check_modalities
+    )
+    input_format: AudioFormat = AudioFormat()
+    output_format: AudioFormat = AudioFormat()
+    transcription: Transcription | None = None
+    turn_detection: TurnDetection | None = SemanticVad()
+    tools: tuple[FunctionTool, ...] = attrs.field(default=(), converter=tuple)
+    tool_choice: str | None = attrs.field(default=None, validator=_check_tool_choice)
+    max_output_tokens: int | str | None = attrs.field(default=None, validator=_check_max_tokens)
+    provider_data: dict[str, Any] | None = None
+
+    @tools.validator
+    def _check_tools(self, _: Any, value: tuple[FunctionTool, ...]) -> None:
+        names = [t.name for t in value]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ConfigError("tools", f"duplicate tool names {dupes}")
+
+    def to_wire(self) -> dict[str, Any]:
+        """The ``session`` object of a full ``session.update``."""
+        audio_in: dict[str, Any] = {"format": self.input_format.to_wire()}
+        if self.transcription is not None:
+            audio_in["transcription"] = self.transcription.to_wire()
+        # null is meaningful here: it turns server VAD off (manual turns).
+        audio_in["turn_detection"] = None if self.turn_detection is None else self.turn_detection.to_wire()
+        audio_out: dict[str, Any] = {"format": self.output_format.to_wire()}
+        for key, value in (("voice", self.voice), ("model", self.tts_model), ("speed", self.speed)):
+            if value is not None:
+                audio_out[key] = value
+        out: dict[str, Any] = {"type": "realtime"}
+        for key, value in (("model", self.model), ("instructions", self.instructions)):
+            if value is not None:
+                out[key] = value
+        out["output_modalities"] = list(self.output_modalities)
+        out["audio"] = {"input": audio_in, "output": audio_out}
+        if self.temperature is not None:
+            out["temperature"] = self.temperature
+        if self.tools:
+            out["tools"] = [t.to_wire() for t in self.tools]
+        if self.tool_choice is not None:
+            out["tool_choice"] = (
+                self.tool_choice
+                if self.tool_choice in TOOL_CHOICES
+                else {"type": "function", "name": self.tool_choice}
+            )
+        if self.max_output_tokens is not None:
+            out["max_output_tokens"] = self.max_output_tokens
+        if self.provider_data is not None:
+            out["providerData"] = self.provider_data
+        return out
+
+    @property
+    def server_creates_response(self) -> bool:
+        """True when the server starts a response by itself at the end of a user turn."""
+        return self.turn_detection is not None and self.turn_detection.create_response
+
+    @property
+    def server_interrupts_response(self) -> bool:
+        """True when the server cancels a response by itself when the user barges in."""
+        return self.turn_detection is not None and self.turn_detection.interrupt_response
