@@ -1,0 +1,742 @@
+"""The conversation core: server events and user commands in, effects out.
+
+Pure and synchronous (sans-IO): no sockets, no tasks, no sleeping, and no
+clock but the one passed in. Each public method returns the list of effects the
+runtime must carry out, in order. The transition rules live in
+:mod:`engine.core.states`; this module holds what happens *around* each
+transition (what to send, what to tell the application), plus the bookkeeping
+the guards read (open tool calls, the owed response).
+
+Rules taken from the protocol (protocol.md) and from what hurt other clients'
+users (peers.md §2):
+
+* ``session.update`` goes out on ``session.created``; the first
+  ``session.updated`` makes the session ready, then the initial history is
+  sent, then held audio and a response requested early are let through.
+* At most one ``response.create`` is in flight; later requests are coalesced
+  and sent after ``response.done``. A cancel before ``response.created`` is
+  deferred until the response id is known.
+* ``speech_started`` during a response is a barge-in: the application hears
+  :class:`~engine.core.events.Interrupted` at once, queued audio of that
+  response is dropped, later deltas of it are discarded, and
+  ``response.cancel`` is sent only if the server will not cancel by itself.
+* ``speech_stopped`` with ``create_response`` marks a server-handled turn, so
+  no duplicate ``response.create`` is sent.
+* Every function call gets exactly one output; ``awaiting_tool`` is left only
+  when all are answered, then one coalesced ``response.create`` follows.
+* ``response_cancel_not_active`` and ``conversation_already_has_active_response``
+  are benign. Errors are fatal only when retrying cannot help: the server
+  refused our credentials (``authentication_error``/``permission_error`` types,
+  ``invalid_api_key``) or our configuration while connecting.
+* An event that is illegal in the current state is reported as a non-fatal
+  ``Error`` and otherwise ignored; the machines stay in a declared state.
+"""
+
+from __future__ import annotations
+
+import binascii
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import attrs
+from transitions import MachineError
+
+from engine.core import events as ev
+from engine.core.calls import CallLedger
+from engine.core.effects import (
+    ArmTimer,
+    CancelTimer,
+    CancelTools,
+    DropAudioOut,
+    Effect,
+    Emit,
+    GateAudio,
+    Send,
+    StartTool,
+)
+from engine.core.history import History
+from engine.core.states import CONVERSATION_TRANSITIONS, RESPONSE_TRANSITIONS, Phase, State, build
+from engine.errors import UpdateRejected
+from engine.protocol import client as c
+from engine.protocol import server as s
+from engine.protocol import server_response as r
+from engine.protocol.codec import AnyServerEvent
+from engine.protocol.config import SessionConfig
+from engine.protocol.items import Item
+
+log = logging.getLogger(__name__)
+
+BENIGN_ERRORS = frozenset({"response_cancel_not_active", "conversation_already_has_active_response"})
+FATAL_ERROR_TYPES = frozenset({"authentication_error", "permission_error"})
+FATAL_ERROR_CODES = frozenset({"invalid_api_key", "session_expired", "insufficient_quota"})
+
+RESPONSE_TIMER = "response_created"
+RETRY_TIMER = "retry_response"
+
+
+@attrs.frozen(kw_only=True)
+class CoreOptions:
+    """Provider facts and limits the core needs.
+
+    Attributes:
+        response_created_timeout: seconds to wait for ``response.created`` after
+            ``response.create`` before giving the slot up and reporting it.
+        voice_locked_after_audio: the server rejects a voice change once audio
+            was produced (OpenAI GA); refuse it locally instead.
+        server_continues_after_tools: the server starts the follow-up response
+            itself after tool outputs (Inworld's ``auto_tool_response``).
+        id_prefix: prefix of client-generated item and event ids.
+    """
+
+    response_created_timeout: float = 10.0
+    voice_locked_after_audio: bool = True
+    server_continues_after_tools: bool = False
+    id_prefix: str = "e"
+
+
+class _Slot:
+    """A bare model for one ``transitions`` machine (it sets ``state`` and triggers)."""
+
+    state: str
+
+
+class Conversation:
+    """One realtime conversation's protocol state. See the module docstring."""
+
+    def __init__(
+        self,
+        config: SessionConfig,
+        *,
+        clock: Callable[[], float],
+        history: Sequence[Item] = (),
+        options: CoreOptions = CoreOptions(),
+    ) -> None:
+        self.config = config
+        self.options = options
+        self._clock = clock
+        self._conv = _Slot()
+        self._resp = _Slot()
+        self._conv_machine = build(self._conv, State, CONVERSATION_TRANSITIONS, State.CONNECTING)
+        self._resp_machine = build(self._resp, Phase, RESPONSE_TRANSITIONS, Phase.IDLE)
+        for name in ("server_will_respond", "has_open_calls"):
+            setattr(self._conv, name, getattr(self, f"_{name}"))
+        self.history = History(history)
+        self.calls = CallLedger()
+        self._initial: list[Item] = list(history)
+        self._held: list[c.ClientEvent] = []  # client events asked for before readiness
+        self._owed = False  # a response.create is owed once the slot frees
+        self._tool_followup = False  # tool outputs were sent and need a response
+        self._response_id: str | None = None
+        self._create_event_id: str | None = None
+        self._interrupted: set[str | None] = set()
+        self._audio_produced = False
+        self._announced: set[str | None] = set()
+        self._user_text: dict[str | None, str] = {}
+        self._counter = 0
+        self._out: list[Effect] = []
+        self.effective_session: dict[str, Any] = {}
+        self._handlers: dict[type, Callable[[Any], None]] = {
+            s.SessionCreated: self._on_session_created,
+            s.SessionUpdated: self._on_session_updated,
+            s.Error: self._on_error,
+            s.ConversationItemAdded: self._on_item_added,
+            s.ConversationItemCreated: self._on_item_added,
+            s.ConversationItemDone: self._on_item_done,
+            s.ConversationItemDeleted: self._on_item_deleted,
+            s.ConversationItemTruncated: self._on_item_truncated,
+            s.SpeechStarted: self._on_speech_started,
+            s.SpeechStopped: self._on_speech_stopped,
+            s.InputAudioTranscriptionDelta: self._on_transcription_delta,
+            s.InputAudioTranscriptionCompleted: self._on_transcription_completed,
+            s.InputAudioTranscriptionFailed: self._on_transcription_failed,
+            r.ResponseCreated: self._on_response_created,
+            r.ResponseDone: self._on_response_done,
+            r.ResponseOutputItemAdded: self._on_output_item,
+            r.ResponseOutputItemDone: self._on_output_item,
+            r.ResponseOutputAudioDelta: self._on_audio_delta,
+            r.ResponseOutputAudioTranscriptDelta: self._on_transcript_delta,
+            r.ResponseOutputAudioTranscriptDone: self._on_transcript_done,
+            r.ResponseOutputTextDelta: self._on_text_delta,
+            r.ResponseOutputTextDone: self._on_text_done,
+            r.ResponseFunctionCallArgumentsDone: self._on_arguments_done,
+        }
+
+    # ------------------------------------------------------------------ inspection
+
+    @property
+    def state(self) -> State:
+        """Whose turn it is."""
+        return State(self._conv.state)
+
+    @property
+    def phase(self) -> Phase:
+        """Where the response slot stands."""
+        return Phase(self._resp.state)
+
+    @property
+    def response_id(self) -> str | None:
+        """The id of the response in the slot, once the server has named it."""
+        return self._response_id
+
+    # ------------------------------------------------------------------ inputs
+
+    def receive(self, event: AnyServerEvent) -> list[Effect]:
+        """Feed one decoded server event."""
+        handler = self._handlers.get(type(event))
+        if handler is None:
+            return []  # ping, rate limits, content parts, unmodelled events: nothing to do
+        if self.state is State.CLOSED:
+            return []
+        handler(event)
+        return self._flush()
+
+    def protocol_error(self, message: str, code: str = "protocol_error") -> list[Effect]:
+        """Report a server message that could not be decoded; the conversation goes on."""
+        self._error(code, message, source="protocol")
+        return self._flush()
+
+    def connection_opened(self) -> list[Effect]:
+        """A socket is up; wait for ``session.created``."""
+        return self._flush()
+
+    def send_text(self, text: str) -> list[Effect]:
+        """Add a user text message and ask for a response to it."""
+        item = Item.user_text(text, id=self._new_id("item"))
+        self._send_or_hold(c.ConversationItemCreate(item=item))
+        self.history.add(item)
+        self._request_response()
+        return self._flush()
+
+    def add_item(self, item: Item) -> list[Effect]:
+        """Add any conversation item without asking for a response."""
+        if item.id is None:
+            item = attrs.evolve(item, id=self._new_id("item"))
+        self._send_or_hold(c.ConversationItemCreate(item=item))
+        self.history.add(item)
+        return self._flush()
+
+    def create_response(self, params: c.ResponseParams | None = None) -> list[Effect]:
+        """Ask for a response; coalesced with any already in flight."""
+        self._request_response(params)
+        return self._flush()
+
+    def cancel_response(self) -> list[Effect]:
+        """Cancel the response in flight (deferred until it has an id). No-op when idle."""
+        self._owed = False
+        self._cancel(send=True)
+        return self._flush()
+
+    def interrupt(self) -> list[Effect]:
+        """Cut the assistant off now, as a barge-in would, and cancel its response."""
+        self._barge_in(server_cancels=False)
+        return self._flush()
+
+    def commit_audio(self) -> list[Effect]:
+        """Commit the input buffer as a user turn (manual turns)."""
+        self._send_or_hold(c.InputAudioBufferCommit())
+        return self._flush()
+
+    def clear_audio(self) -> list[Effect]:
+        """Discard the server's uncommitted input audio."""
+        self._send_or_hold(c.InputAudioBufferClear())
+        return self._flush()
+
+    def update(self, config: SessionConfig) -> list[Effect]:
+        """Send a new configuration. Raises :class:`UpdateRejected` if the server would refuse it."""
+        if (
+            self.options.voice_locked_after_audio
+            and self._audio_produced
+            and config.voice != self.config.voice
+        ):
+            raise UpdateRejected(
+                f"cannot change the voice from {self.config.voice!r} to {config.voice!r}: "
+                "the server refuses a voice change once assistant audio exists"
+            )
+        self.config = config
+        if self.state not in (State.CONNECTING, State.RECONNECTING, State.CLOSED):
+            self._send(c.SessionUpdate(session=config.to_wire()))
+        return self._flush()
+
+    def tool_result(self, call_id: str, output: str, *, is_error: bool = False) -> list[Effect]:
+        """Answer a call exactly once; the follow-up response is coalesced."""
+        call = self.calls.get(call_id)
+        if call is None or call.answered:
+            why = "unknown call" if call is None else "call already answered"
+            self._error("duplicate_tool_output", f"output for {call_id!r} dropped: {why}", source="local")
+            return self._flush()
+        self._answer(call_id, output, is_error=is_error)
+        self._maybe_continue_after_tools()
+        return self._flush()
+
+    def timer_fired(self, name: str) -> list[Effect]:
+        """A timer armed by an ``ArmTimer`` effect expired."""
+        if name == RESPONSE_TIMER and self.phase is Phase.REQUESTED:
+            self._fire_response("done")
+            self._error(
+                "response_timeout",
+                f"no response.created within {self.options.response_created_timeout}s",
+                source="server",
+            )
+            self._after_slot_freed()
+        elif name == RETRY_TIMER and self.phase is Phase.IDLE and self._owed:
+            self._owed = False
+            self._request_response()
+        return self._flush()
+
+    def connection_lost(self) -> list[Effect]:
+        """The socket dropped: hold audio and forget the in-flight response."""
+        if self.state is State.CLOSED:
+            return []
+        if self.phase is not Phase.IDLE:
+            self._interrupted.add(self._response_id)
+            self._emit(ev.Interrupted(item_id=None, response_id=self._response_id))
+            self._out.append(DropAudioOut(response_id=self._response_id))
+        self._fire_response("reset")
+        self._response_id = None
+        self._out.append(CancelTimer(name=RESPONSE_TIMER))
+        self._out.append(GateAudio(False))
+        self._fire("connection_lost")
+        return self._flush()
+
+    def close(self) -> list[Effect]:
+        """End the conversation; running tools are cancelled."""
+        if self.state is State.CLOSED:
+            return []
+        running = tuple(call.call_id for call in self.calls.running())
+        if running:
+            self._out.append(CancelTools(call_ids=running, reason="closed"))
+        self._out.append(CancelTimer(name=RESPONSE_TIMER))
+        self._out.append(GateAudio(False))
+        self._fire("close")
+        return self._flush()
+
+    # ------------------------------------------------------------------ session
+
+    def _on_session_created(self, event: s.SessionCreated) -> None:
+        if self.state not in (State.CONNECTING, State.RECONNECTING):
+            self._error("unexpected_event", f"session.created in state {self.state}", source="protocol")
+            return
+        self._send(c.SessionUpdate(session=self.config.to_wire(), event_id=self._new_id("evt_session")))
+
+    def _on_session_updated(self, event: s.SessionUpdated) -> None:
+        self.effective_session = event.session or {}
+        if self.state not in (State.CONNECTING, State.RECONNECTING):
+            return
+        self._fire("ready")
+        self._emit(ev.SessionReady(session=self.effective_session))
+        for item in self._initial:
+            self._send(c.ConversationItemCreate(item=item))
+        self._initial = []
+        held, self._held = self._held, []
+        for event_ in held:
+            self._send(event_)
+        self._out.append(GateAudio(True))
+        if self._owed:
+            self._owed = False
+            self._request_response()
+
+    def _on_error(self, event: s.Error) -> None:
+        detail = event.error
+        code = detail.code or detail.type or "server_error"
+        ours = detail.event_id is not None and detail.event_id == self._create_event_id
+        if code in BENIGN_ERRORS:
+            log.debug("benign server error %s: %s", code, detail.message)
+            if code == "conversation_already_has_active_response" and self.phase is Phase.REQUESTED:
+                # Our create was refused; try again once the other response is over.
+                self._fire_response("done")
+                self._owed = True
+                self._out.append(ArmTimer(name=RETRY_TIMER, delay=0.5))
+            elif code == "response_cancel_not_active" and self.phase is Phase.CANCELLING:
+                self._fire_response("done")
+                self._after_slot_freed()
+            return
+        fatal = (
+            detail.type in FATAL_ERROR_TYPES
+            or code in FATAL_ERROR_CODES
+            or (self.state is State.CONNECTING and (detail.param or "").startswith("session."))
+        )
+        if ours and self.phase is Phase.REQUESTED:
+            self._fire_response("done")
+            self._out.append(CancelTimer(name=RESPONSE_TIMER))
+        self._error(code, detail.message or "server error without a message", fatal=fatal)
+
+    # ------------------------------------------------------------------ items
+
+    def _on_item_added(self, event: s.ConversationItemAdded | s.ConversationItemCreated) -> None:
+        item = event.item
+        if item is None:
+            return
+        self._track_call(item, None)
+        self.history.add(item)
+        if item.id not in self._announced:
+            # Announced once, whichever of output_item.added / item.added came first.
+            self._announced.add(item.id)
+            self._emit(ev.ItemCreated(item=item))
+
+    def _on_item_done(self, event: s.ConversationItemDone) -> None:
+        if event.item is None:
+            return
+        self._track_call(event.item, None)
+        self._emit(ev.ItemUpdated(item=self.history.merge(event.item)))
+
+    def _on_item_deleted(self, event: s.ConversationItemDeleted) -> None:
+        self.history.remove(event.item_id)
+
+    def _on_item_truncated(self, event: s.ConversationItemTruncated) -> None:
+        item = self.history.get(event.item_id)
+        if item is not None:
+            self._emit(ev.ItemUpdated(item=item))
+
+    def _on_output_item(self, event: r.ResponseOutputItemAdded | r.ResponseOutputItemDone) -> None:
+        if event.item is None:
+            return
+        self._track_call(event.item, event.response_id)
+        self.history.add(event.item)
+
+    def _track_call(self, item: Item, response_id: str | None) -> None:
+        if item.type != "function_call" or not item.call_id:
+            return
+        done = item.status == "completed" and item.arguments
+        self.calls.track(
+            item.call_id,
+            name=item.name,
+            arguments=item.arguments if done else None,
+            response_id=response_id,
+            item_id=item.id,
+        )
+
+    # ------------------------------------------------------------------ user speech
+
+    def _on_speech_started(self, event: s.SpeechStarted) -> None:
+        self._emit(ev.SpeechStarted(item_id=event.item_id, audio_start_ms=event.audio_start_ms))
+        if self.config.turn_detection is None:
+            return  # Inworld fires VAD events in manual mode too; the app owns turns.
+        if self.phase in (Phase.REQUESTED, Phase.GENERATING):
+            self._barge_in(server_cancels=self.config.server_interrupts_response)
+        self._fire("user_started")
+
+    def _on_speech_stopped(self, event: s.SpeechStopped) -> None:
+        self._emit(ev.SpeechStopped(item_id=event.item_id, audio_end_ms=event.audio_end_ms))
+        if self.config.turn_detection is None:
+            return
+        if self._fire("user_stopped") and self._server_will_respond() and self.phase is Phase.IDLE:
+            # A server-handled turn: the server sends response.created by itself.
+            self._fire_response("request")
+            self._out.append(ArmTimer(name=RESPONSE_TIMER, delay=self.options.response_created_timeout))
+
+    def _on_transcription_delta(self, event: s.InputAudioTranscriptionDelta) -> None:
+        text = self._user_text.get(event.item_id, "") + event.delta
+        self._user_text[event.item_id] = text
+        self._emit(ev.UserTranscript(item_id=event.item_id, text=text, final=False, delta=event.delta))
+
+    def _on_transcription_completed(self, event: s.InputAudioTranscriptionCompleted) -> None:
+        self._user_text.pop(event.item_id, None)
+        text = event.transcript.strip()
+        self.history.set_transcript(event.item_id, text)
+        if text:
+            self._emit(ev.UserTranscript(item_id=event.item_id, text=text, final=True))
+
+    def _on_transcription_failed(self, event: s.InputAudioTranscriptionFailed) -> None:
+        self._user_text.pop(event.item_id, None)
+        message = event.error.message if event.error else "transcription failed"
+        self._error("transcription_failed", f"item {event.item_id}: {message}")
+
+    # ------------------------------------------------------------------ responses
+
+    def _on_response_created(self, event: r.ResponseCreated) -> None:
+        rid = event.response.id
+        cancelling = self.phase is Phase.CANCELLING
+        if self.phase is Phase.GENERATING:
+            self._error("unexpected_event", f"response.created for {rid} while {self._response_id} is active")
+            self._response_id = rid
+            return
+        self._out.append(CancelTimer(name=RESPONSE_TIMER))
+        self._fire_response("created")
+        self._response_id = rid
+        self._create_event_id = None
+        self._emit(ev.ResponseStarted(response_id=rid))
+        if cancelling:
+            # The deferred cancel: now the id is known (peers.md §2, item 2).
+            self._interrupted.add(rid)
+            self._send(c.ResponseCancel(response_id=rid))
+        elif self.state is not State.RESPONDING:
+            self._fire("respond")
+
+    def _on_response_done(self, event: r.ResponseDone) -> None:
+        response = event.response
+        if self.phase is Phase.IDLE:
+            self._error("unexpected_event", f"response.done for {response.id}, which is not active")
+            return
+        self._fire_response("done")
+        self._out.append(CancelTimer(name=RESPONSE_TIMER))
+        self._response_id = None
+        self._interrupted.discard(response.id)
+        for item in response.output:
+            self._track_call(item, response.id)
+        self._emit(
+            ev.ResponseDone(
+                response_id=response.id,
+                status=response.status,
+                usage=event.effective_usage,
+                status_details=response.status_details,
+            )
+        )
+        if response.status == "failed":
+            error = (response.status_details or {}).get("error") or {}
+            code = error.get("code") if isinstance(error, dict) else None
+            message = error.get("message") if isinstance(error, dict) else None
+            self._error(str(code or "response_failed"), str(message or response.status_details))
+        self._settle_calls(response.id)
+        self._after_slot_freed()
+
+    def _settle_calls(self, response_id: str | None) -> None:
+        """Start calls whose arguments only ``response.done`` completed; answer the abandoned."""
+        for call in self.calls.of_response(response_id):
+            if call.started:
+                continue
+            if call.arguments is not None:
+                self._start(call.call_id)
+            else:
+                self._answer(
+                    call.call_id,
+                    '{"error":"the call was interrupted before its arguments were complete"}',
+                    is_error=True,
+                )
+
+    def _after_slot_freed(self) -> None:
+        """The slot is idle: run tools, send what is owed, or hand the floor back."""
+        if self.calls.open():
+            if self.state is State.RESPONDING:
+                self._fire("response_finished")
+            return
+        if self._tool_followup and self.state is not State.USER_SPEAKING:
+            self._tool_followup = False
+            self._owed = False
+            self._continue_after_tools()
+            return
+        if self._owed:
+            self._owed = False
+            self._request_response()
+            return
+        if self.state is State.RESPONDING:
+            self._fire("response_finished")
+
+    def _on_audio_delta(self, event: r.ResponseOutputAudioDelta) -> None:
+        if event.response_id in self._interrupted:
+            return  # the response was cut off; its late audio must not play
+        try:
+            pcm = binascii.a2b_base64(event.delta, strict_mode=True)
+        except binascii.Error as exc:
+            self._error(
+                "invalid_audio",
+                f"audio delta for item {event.item_id} is not base64: {exc}",
+                source="protocol",
+            )
+            return
+        self._audio_produced = True
+        self._emit(
+            ev.AudioOut(
+                pcm=pcm,
+                sample_rate=self.config.output_format.rate,
+                item_id=event.item_id,
+                response_id=event.response_id,
+            )
+        )
+
+    def _on_transcript_delta(self, event: r.ResponseOutputAudioTranscriptDelta) -> None:
+        if event.response_id in self._interrupted:
+            return
+        text = self.history.append_text(event.item_id, event.delta)
+        self._emit(
+            ev.AssistantTranscript(
+                item_id=event.item_id, response_id=event.response_id, delta=event.delta, text=text
+            )
+        )
+
+    def _on_transcript_done(self, event: r.ResponseOutputAudioTranscriptDone) -> None:
+        if event.response_id in self._interrupted:
+            return
+        text = self.history.finish_text(event.item_id, event.transcript)
+        self._emit(
+            ev.AssistantTranscript(
+                item_id=event.item_id, response_id=event.response_id, delta="", text=text, final=True
+            )
+        )
+
+    def _on_text_delta(self, event: r.ResponseOutputTextDelta) -> None:
+        if event.response_id in self._interrupted:
+            return
+        text = self.history.append_text(event.item_id, event.delta)
+        self._emit(
+            ev.AssistantText(
+                item_id=event.item_id, response_id=event.response_id, delta=event.delta, text=text
+            )
+        )
+
+    def _on_text_done(self, event: r.ResponseOutputTextDone) -> None:
+        if event.response_id in self._interrupted:
+            return
+        text = self.history.finish_text(event.item_id, event.text)
+        self._emit(
+            ev.AssistantText(
+                item_id=event.item_id, response_id=event.response_id, delta="", text=text, final=True
+            )
+        )
+
+    # ------------------------------------------------------------------ tools
+
+    def _on_arguments_done(self, event: r.ResponseFunctionCallArgumentsDone) -> None:
+        if not event.call_id:
+            self._error("invalid_event", "function_call_arguments.done without call_id", source="protocol")
+            return
+        known = self.calls.get(event.call_id)
+        if known is not None and known.started:
+            self._error(
+                "duplicate_event", f"arguments for call {event.call_id} arrived twice", source="protocol"
+            )
+            return
+        self.calls.track(
+            event.call_id,
+            name=event.name,
+            arguments=event.arguments,
+            response_id=event.response_id or self._response_id,
+            item_id=event.item_id,
+        )
+        self._start(event.call_id)
+
+    def _start(self, call_id: str) -> None:
+        call = self.calls.track(call_id)
+        call.started = True
+        name = call.name or ""
+        arguments = call.arguments or ""
+        self._emit(ev.ToolCall(call_id=call_id, name=name, arguments=arguments, response_id=call.response_id))
+        self._out.append(StartTool(call_id=call_id, name=name, arguments=arguments))
+
+    def _answer(self, call_id: str, output: str, *, is_error: bool) -> None:
+        call = self.calls.track(call_id)
+        call.answered = True
+        item = Item.function_call_output(call_id, output, id=self._new_id("item"))
+        self._send_or_hold(c.ConversationItemCreate(item=item))
+        self.history.add(item)
+        self._emit(ev.ToolResult(call_id=call_id, name=call.name or "", output=output, is_error=is_error))
+        self._tool_followup = True
+
+    def _maybe_continue_after_tools(self) -> None:
+        if self.calls.open() or self.phase is not Phase.IDLE:
+            return  # more answers to come, or response.done will get here
+        if self.state in (State.AWAITING_TOOL, State.SESSION_READY, State.RESPONDING):
+            self._tool_followup = False
+            self._continue_after_tools()
+
+    def _continue_after_tools(self) -> None:
+        self.calls.forget_answered()
+        if self.options.server_continues_after_tools:
+            self._fire_response("request")  # expected from the server, not sent
+            self._out.append(ArmTimer(name=RESPONSE_TIMER, delay=self.options.response_created_timeout))
+            self._fire("tools_answered")
+        else:
+            self._request_response()
+
+    # ------------------------------------------------------------------ response slot
+
+    def _request_response(self, params: c.ResponseParams | None = None) -> None:
+        if self.state is State.CLOSED:
+            self._error("session_closed", "response requested after close", source="local")
+            return
+        if (
+            self.state in (State.CONNECTING, State.RECONNECTING)
+            or self.phase is not Phase.IDLE
+            or self.calls.open()
+        ):
+            self._owed = True  # coalesced: sent when the slot frees (and tools are answered)
+            return
+        event_id = self._new_id("evt_resp")
+        self._create_event_id = event_id
+        self._send(c.ResponseCreate(response=params, event_id=event_id))
+        self._fire_response("request")
+        self._out.append(ArmTimer(name=RESPONSE_TIMER, delay=self.options.response_created_timeout))
+        self._fire("respond")
+
+    def _cancel(self, *, send: bool) -> bool:
+        """Move the slot to cancelling; send ``response.cancel`` once the id is known."""
+        phase = self.phase
+        if phase not in (Phase.REQUESTED, Phase.GENERATING):
+            return False
+        self._fire_response("cancel")
+        if phase is Phase.GENERATING:
+            self._interrupted.add(self._response_id)
+            if send:
+                self._send(c.ResponseCancel(response_id=self._response_id))
+        # From REQUESTED the cancel is deferred: _on_response_created sends it.
+        return True
+
+    def _barge_in(self, *, server_cancels: bool) -> None:
+        rid = self._response_id
+        self._owed = False
+        if self.phase in (Phase.REQUESTED, Phase.GENERATING):
+            self._emit(ev.Interrupted(item_id=self.history.last_assistant_id(), response_id=rid))
+            self._out.append(DropAudioOut(response_id=rid))
+            self._cancel(send=not server_cancels)
+        running = tuple(call.call_id for call in self.calls.running(rid))
+        if running:
+            self._out.append(CancelTools(call_ids=running, reason="interrupted"))
+
+    # ------------------------------------------------------------------ guards
+
+    def _server_will_respond(self) -> bool:
+        return self.config.server_creates_response
+
+    def _has_open_calls(self) -> bool:
+        return bool(self.calls.open())
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _fire(self, trigger: str) -> bool:
+        """Trigger the conversation machine; an illegal trigger is reported, not raised."""
+        old = self._conv.state
+        try:
+            self._conv_machine.events[trigger].trigger(self._conv)
+        except MachineError:
+            self._error(
+                "illegal_transition", f"{trigger!r} is not allowed in state {old!r}", source="protocol"
+            )
+            return False
+        if self._conv.state != old:
+            self._emit(ev.StateChanged(old=State(old), new=State(self._conv.state)))
+        return True
+
+    def _fire_response(self, trigger: str) -> None:
+        try:
+            self._resp_machine.events[trigger].trigger(self._resp)
+        except MachineError:
+            self._error(
+                "illegal_transition",
+                f"response {trigger!r} is not allowed in phase {self._resp.state!r}",
+                source="protocol",
+            )
+
+    def _send(self, event: c.ClientEvent) -> None:
+        self._out.append(Send(event))
+
+    def _send_or_hold(self, event: c.ClientEvent) -> None:
+        if self.state in (State.CONNECTING, State.RECONNECTING):
+            self._held.append(event)
+        elif self.state is not State.CLOSED:
+            self._send(event)
+
+    def _emit(self, event: ev.UserEvent) -> None:
+        self._out.append(Emit(event))
+
+    def _error(self, code: str, message: str, *, fatal: bool = False, source: str = "server") -> None:
+        level = logging.ERROR if fatal else logging.WARNING
+        log.log(level, "%s error %s: %s", source, code, message)
+        self._emit(ev.Error(code=code, message=message, fatal=fatal, source=source))
+
+    def _new_id(self, kind: str) -> str:
+        self._counter += 1
+        return f"{kind}_{self.options.id_prefix}{self._counter}"
+
+    def _flush(self) -> list[Effect]:
+        out, self._out = self._out, []
+        return out

@@ -1,0 +1,238 @@
+"""User-facing events: what callbacks and ``session.events()`` receive.
+
+They are produced by the pure core (:class:`~engine.core.conversation.Conversation`)
+as ``Emit`` effects and delivered in order by the runtime's dispatcher.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from engine.core.states import Phase, State
+from engine.protocol.items import Item, Usage
+
+
+@attrs.frozen(kw_only=True)
+class StateChanged:
+    """The conversation moved from ``old`` to ``new``."""
+
+    old: State
+    new: State
+
+
+@attrs.frozen(kw_only=True)
+class SessionReady:
+    """The server applied our configuration; ``session`` is its effective config."""
+
+    session: dict[str, Any] = attrs.field(factory=dict, repr=False)
+
+
+@attrs.frozen(kw_only=True)
+class SpeechStarted:
+    """Server VAD heard the user start speaking."""
+
+    item_id: str | None = None
+    audio_start_ms: int | None = None
+
+
+@attrs.frozen(kw_only=True)
+class SpeechStopped:
+    """Server VAD heard the user stop speaking."""
+
+    item_id: str | None = None
+    audio_end_ms: int | None = None
+
+
+@attrs.frozen(kw_only=True)
+class UserTranscript:
+    """The user's words: interim (``final=False``, ``text`` accumulated so far) or final."""
+
+    item_id: str | None
+    text: str
+    final: bool
+    delta: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class AssistantTranscript:
+    """Transcript of the assistant's audio: ``delta`` is new, ``text`` is the item so far."""
+
+    item_id: str | None
+    response_id: str | None
+    delta: str
+    text: str
+    final: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class AssistantText:
+    """Text output (text modality): ``delta`` is new, ``text`` is the item so far."""
+
+    item_id: str | None
+    response_id: str | None
+    delta: str
+    text: str
+    final: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class AudioOut:
+    """A chunk of assistant audio to play: 16-bit mono PCM at ``sample_rate``."""
+
+    pcm: bytes = attrs.field(repr=lambda pcm: f"<{len(pcm)} bytes>")
+    sample_rate: int
+    item_id: str | None
+    response_id: str | None
+
+    @property
+    def duration_ms(self) -> float:
+        """Length of this chunk in milliseconds."""
+        return len(self.pcm) * 1000 / (2 * self.sample_rate)
+
+
+@attrs.frozen(kw_only=True)
+class ResponseStarted:
+    """The server started a response."""
+
+    response_id: str | None
+
+
+@attrs.frozen(kw_only=True)
+class ResponseDone:
+    """A response ended with ``status`` (completed, cancelled, failed, incomplete)."""
+
+    response_id: str | None
+    status: str | None
+    usage: Usage | None = None
+    status_details: dict[str, Any] | None = None
+
+
+@attrs.frozen(kw_only=True)
+class ItemCreated:
+    """An item entered the server conversation."""
+
+    item: Item
+
+
+@attrs.frozen(kw_only=True)
+class ItemUpdated:
+    """An item in the conversation changed (completed, transcribed, truncated)."""
+
+    item: Item
+
+
+@attrs.frozen(kw_only=True)
+class ToolCall:
+    """The model called a tool; ``arguments`` is the raw JSON text it produced."""
+
+    call_id: str
+    name: str
+    arguments: str
+    response_id: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class ToolResult:
+    """A tool call was answered with ``output`` (``is_error`` for failures and cancels)."""
+
+    call_id: str
+    name: str
+    output: str
+    is_error: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class Interrupted:
+    """The assistant was cut off; ``played_ms`` of item ``item_id`` had been heard."""
+
+    item_id: str | None
+    response_id: str | None
+    played_ms: int | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Error:
+    """Something went wrong. ``fatal`` errors end the session; the others are reports.
+
+    ``source`` says whose fault: ``server`` (an error event), ``protocol`` (a
+    message we could not use), ``local`` (a call not allowed now), ``tool`` or
+    ``callback``.
+    """
+
+    code: str
+    message: str
+    fatal: bool = False
+    source: str = "server"
+
+
+@attrs.frozen(kw_only=True)
+class Reconnecting:
+    """The socket dropped; attempt ``attempt`` starts after ``delay`` seconds."""
+
+    attempt: int
+    delay: float
+
+
+@attrs.frozen(kw_only=True)
+class Reconnected:
+    """A new socket is up and the conversation was restored on it."""
+
+    attempt: int
+
+
+@attrs.frozen(kw_only=True)
+class Closed:
+    """The session ended; ``error`` is the fatal error that ended it, if any."""
+
+    reason: str
+    error: Error | None = None
+
+
+UserEvent = (
+    StateChanged
+    | SessionReady
+    | SpeechStarted
+    | SpeechStopped
+    | UserTranscript
+    | AssistantTranscript
+    | AssistantText
+    | AudioOut
+    | ResponseStarted
+    | ResponseDone
+    | ItemCreated
+    | ItemUpdated
+    | ToolCall
+    | ToolResult
+    | Interrupted
+    | Error
+    | Reconnecting
+    | Reconnected
+    | Closed
+)
+
+__all__ = [
+    "AssistantText",
+    "AssistantTranscript",
+    "AudioOut",
+    "Closed",
+    "Error",
+    "Interrupted",
+    "ItemCreated",
+    "ItemUpdated",
+    "Phase",
+    "Reconnected",
+    "Reconnecting",
+    "ResponseDone",
+    "ResponseStarted",
+    "SessionReady",
+    "SpeechStarted",
+    "SpeechStopped",
+    "State",
+    "StateChanged",
+    "ToolCall",
+    "ToolResult",
+    "UserEvent",
+    "UserTranscript",
+]

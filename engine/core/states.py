@@ -1,0 +1,181 @@
+"""Every transition of the conversation, in one declarative place.
+
+Theory of operation
+-------------------
+A realtime conversation has two coupled lifecycles, so it is two small
+machines rather than one large one:
+
+* the **conversation** machine (:class:`State`) says whose turn it is: the
+  socket is ``connecting``; the session is ready and idle (``session_ready``);
+  the user is talking (``user_speaking``); a response is in flight
+  (``responding``); the model's tool calls are being run and answered
+  (``awaiting_tool``); the socket dropped (``reconnecting``); or it is over
+  (``closed``).
+* the **response** machine (:class:`Phase`) tracks the one response slot the
+  server allows per conversation: ``idle``; ``requested`` (``response.create``
+  sent, no ``response.created`` yet); ``generating``; ``cancelling``. It is the
+  inside of ``responding``, and it outlives it: after a barge-in the
+  conversation is already ``user_speaking`` while the cancelled response is
+  still ``cancelling`` until its ``response.done``.
+
+The tables below are the only definition of both. The runtime builds plain
+``transitions.Machine`` objects from them, and :func:`diagram` draws the same
+tables with ``transitions``' Mermaid engine, so the picture in ``diagrams/``
+cannot drift from the code (a test compares them). Guards (``conditions``) are
+names of predicates on :class:`~engine.core.conversation.Conversation`.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from transitions import Machine
+from transitions.extensions import HierarchicalGraphMachine
+from transitions.extensions.nesting import NestedState
+
+
+class State(enum.StrEnum):
+    """Whose turn it is. The values are the public state names."""
+
+    CONNECTING = "connecting"
+    SESSION_READY = "session_ready"
+    USER_SPEAKING = "user_speaking"
+    RESPONDING = "responding"
+    AWAITING_TOOL = "awaiting_tool"
+    RECONNECTING = "reconnecting"
+    CLOSED = "closed"
+
+
+class Phase(enum.StrEnum):
+    """Where the single response slot stands."""
+
+    IDLE = "idle"
+    REQUESTED = "requested"
+    GENERATING = "generating"
+    CANCELLING = "cancelling"
+
+
+C = State
+_LIVE = [C.SESSION_READY, C.USER_SPEAKING, C.RESPONDING, C.AWAITING_TOOL]
+
+CONVERSATION_TRANSITIONS: list[dict[str, Any]] = [
+    # session.updated (first on this socket): the session is usable.
+    {"trigger": "ready", "source": [C.CONNECTING, C.RECONNECTING], "dest": C.SESSION_READY},
+    # input_audio_buffer.speech_started: the user has the floor, whatever was going on.
+    {"trigger": "user_started", "source": _LIVE, "dest": C.USER_SPEAKING},
+    # input_audio_buffer.speech_stopped: with create_response the server answers by itself.
+    {
+        "trigger": "user_stopped",
+        "source": C.USER_SPEAKING,
+        "dest": C.RESPONDING,
+        "conditions": "server_will_respond",
+    },
+    {"trigger": "user_stopped", "source": C.USER_SPEAKING, "dest": C.SESSION_READY},
+    # response.create sent, or response.created from the server.
+    {"trigger": "respond", "source": _LIVE, "dest": C.RESPONDING},
+    # response.done: run the tools it asked for, or hand the floor back.
+    {
+        "trigger": "response_finished",
+        "source": C.RESPONDING,
+        "dest": C.AWAITING_TOOL,
+        "conditions": "has_open_calls",
+    },
+    {"trigger": "response_finished", "source": C.RESPONDING, "dest": C.SESSION_READY},
+    {"trigger": "response_finished", "source": [C.USER_SPEAKING, C.AWAITING_TOOL], "dest": None},
+    # Every call of the finished responses has its output: continue without the tools.
+    {"trigger": "tools_answered", "source": C.AWAITING_TOOL, "dest": C.RESPONDING},
+    {"trigger": "tools_answered", "source": [C.USER_SPEAKING, C.RESPONDING], "dest": None},
+    # The socket dropped (abnormal close, network error, keep-alive timeout).
+    {"trigger": "connection_lost", "source": [C.CONNECTING, *_LIVE], "dest": C.RECONNECTING},
+    {"trigger": "close", "source": [C.CONNECTING, C.RECONNECTING, *_LIVE], "dest": C.CLOSED},
+]
+
+P = Phase
+RESPONSE_TRANSITIONS: list[dict[str, Any]] = [
+    # response.create sent; at most one in flight, later requests wait (coalesced).
+    {"trigger": "request", "source": P.IDLE, "dest": P.REQUESTED},
+    # response.created: ours, or one the server started by itself.
+    {"trigger": "created", "source": [P.IDLE, P.REQUESTED], "dest": P.GENERATING},
+    # A cancel asked for before the id was known goes out now (see Conversation).
+    {"trigger": "created", "source": P.CANCELLING, "dest": None},
+    # Cancel before response.created is deferred; after it, response.cancel is sent.
+    {"trigger": "cancel", "source": [P.REQUESTED, P.GENERATING], "dest": P.CANCELLING},
+    {"trigger": "cancel", "source": P.CANCELLING, "dest": None},
+    # response.done, or an error that means our request will never be answered.
+    {"trigger": "done", "source": [P.REQUESTED, P.GENERATING, P.CANCELLING], "dest": P.IDLE},
+    {"trigger": "reset", "source": [P.REQUESTED, P.GENERATING, P.CANCELLING, P.IDLE], "dest": P.IDLE},
+]
+
+
+def build(
+    model: Any, states: type[enum.StrEnum], table: list[dict[str, Any]], initial: enum.StrEnum
+) -> Machine:
+    """A plain synchronous machine over ``model`` (which gets ``model.state``)."""
+    return Machine(
+        model=model,
+        states=[s.value for s in states],
+        transitions=[_values(t) for t in table],
+        initial=initial.value,
+        auto_transitions=False,
+        send_event=False,
+    )
+
+
+def _values(transition: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Enum members to plain names (``transitions`` keys states by name)."""
+
+    def name(s: Any) -> Any:
+        if s is None:
+            return None
+        return f"{prefix}{s.value}" if isinstance(s, enum.Enum) else s
+
+    out = dict(transition)
+    source = transition["source"]
+    out["source"] = [name(s) for s in source] if isinstance(source, list) else name(source)
+    out["dest"] = name(transition["dest"])
+    return out
+
+
+class _DiagramState(NestedState):
+    # Our state names contain "_", the default nesting separator.
+    separator = "__"
+
+
+class _DiagramMachine(HierarchicalGraphMachine):
+    state_cls = _DiagramState
+
+
+def _graph_source(table_prefix: dict[str, list[dict[str, Any]]]) -> str:
+    class _Model:
+        pass
+
+    model = _Model()
+    _DiagramMachine(
+        model=model,
+        states=[
+            {"name": "conversation", "children": [s.value for s in State], "initial": State.CONNECTING.value},
+            {"name": "response", "children": [s.value for s in Phase], "initial": Phase.IDLE.value},
+        ],
+        transitions=[_values(t, prefix) for prefix, table in table_prefix.items() for t in table],
+        initial="conversation",
+        auto_transitions=False,
+        graph_engine="mermaid",
+        show_conditions=True,
+        title="engine conversation",
+    )
+    source: str = model.get_graph().source  # type: ignore[attr-defined]
+    return source
+
+
+def diagram(state: State | None = None, phase: Phase | None = None) -> str:
+    """The Mermaid text of both machines; with ``state``/``phase``, those are highlighted."""
+    text = (
+        _graph_source(
+            {"conversation__": CONVERSATION_TRANSITIONS, "response__": RESPONSE_TRANSITIONS}
+        ).rstrip()
+        + "\n"
+    )
+    marks = [] if state is None else [f"conversation__{state.value}"]
+    marks += [] if phase is None else [f"response__{phase.value}"]
+    return text + "".join(f"  class {m} s_active\n" for m in marks)
