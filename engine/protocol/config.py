@@ -12,7 +12,7 @@ path (``session.audio.input.format.rate``) the way a real server reports them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 import attrs
@@ -173,6 +173,14 @@ class FunctionTool:
         }
 
 
+def _modalities(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
+
+
+def _tools(value: Iterable[FunctionTool]) -> tuple[FunctionTool, ...]:
+    return tuple(value)
+
+
 def _check_modalities(_: Any, __: Any, value: tuple[str, ...]) -> None:
     if not value or len(set(value)) != len(value) or any(m not in MODALITIES for m in value):
         raise ConfigError("output_modalities", f"{value!r} must be 'audio', 'text' or both, once each")
@@ -218,13 +226,13 @@ class SessionConfig:
     temperature: float | None = attrs.field(default=None, validator=_in_range("temperature", 0.0, 2.0))
     speed: float | None = attrs.field(default=None, validator=_in_range("speed", 0.25, 4.0))
     output_modalities: tuple[str, ...] = attrs.field(
-        default=("audio",), converter=tuple, validator=_check_modalities
+        default=("audio",), converter=_modalities, validator=_check_modalities
     )
     input_format: AudioFormat = AudioFormat()
     output_format: AudioFormat = AudioFormat()
     transcription: Transcription | None = None
     turn_detection: TurnDetection | None = SemanticVad()
-    tools: tuple[FunctionTool, ...] = attrs.field(default=(), converter=tuple)
+    tools: tuple[FunctionTool, ...] = attrs.field(default=(), converter=_tools)
     tool_choice: str | None = attrs.field(default=None, validator=_check_tool_choice)
     max_output_tokens: int | str | None = attrs.field(default=None, validator=_check_max_tokens)
     provider_data: dict[str, Any] | None = None

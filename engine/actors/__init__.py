@@ -1,0 +1,1 @@
+"""The runtime: anyio actors around the pure core, and the public ``Session``."""

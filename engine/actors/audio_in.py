@@ -1,0 +1,128 @@
+"""The audio-in actor: caller PCM of any length to ~60 ms ``input_audio_buffer.append``.
+
+Policies, all explicit:
+
+* **Chunking**: audio is re-chunked to ``chunk_ms`` (60 ms: 2,880 bytes at
+  24 kHz PCM16) as Inworld's reference client does; ``flush()`` sends the tail
+  too (before a manual commit, so the last words are not left behind).
+* **Backpressure**: ``send_audio`` waits when this actor's inbox is full, which
+  slows the producer rather than growing a buffer.
+* **Holding**: until the session is ready (and again while reconnecting) chunks
+  are held, up to ``hold_limit_ms``, and sent in order as soon as the gate
+  opens. Beyond the limit the oldest (``drop_oldest``) or the newest
+  (``drop_newest``) chunks are dropped, and the drop is reported.
+* **Pausing**: while paused, audio is discarded on arrival.
+
+Linear in the audio size: the buffer is a ``bytearray`` consumed from the
+front, never re-copied as it grows.
+"""
+
+from __future__ import annotations
+
+import binascii
+import logging
+from collections import deque
+from collections.abc import Callable
+
+import anyio
+
+from engine.actors.outbox import Outbox
+from engine.protocol.client import InputAudioBufferAppend
+from engine.protocol.codec import encode
+from engine.protocol.config import AudioFormat
+
+log = logging.getLogger(__name__)
+
+
+class _Flush:
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+
+
+class AudioIn:
+    """Owns the caller-audio path from ``send_audio`` to the outbox."""
+
+    def __init__(
+        self,
+        fmt: AudioFormat,
+        outbox: Outbox,
+        *,
+        report_drop: Callable[[int], None],
+        chunk_ms: int = 60,
+        hold_limit_ms: int = 10_000,
+        hold_policy: str = "drop_oldest",
+        inbox_size: int = 32,
+    ) -> None:
+        if hold_policy not in ("drop_oldest", "drop_newest"):
+            raise ValueError(f"hold_policy must be 'drop_oldest' or 'drop_newest', got {hold_policy!r}")
+        frame = 2 if fmt.type == "audio/pcm" else 1
+        self.chunk_bytes = max(frame, fmt.bytes_per_second * chunk_ms // 1000 // frame * frame)
+        self._frame = frame
+        self._hold_limit = max(1, hold_limit_ms // chunk_ms)
+        self._hold_policy = hold_policy
+        self._outbox = outbox
+        self._report_drop = report_drop
+        self._send, self._receive = anyio.create_memory_object_stream[bytes | _Flush](inbox_size)
+        self._buffer = bytearray()
+        self._held: deque[str] = deque()
+        self._open = False
+        self.paused = False
+        self.chunks_sent = 0
+        self.dropped_chunks = 0
+
+    async def put(self, pcm: bytes) -> None:
+        """Accept caller audio (waits if the actor is behind; discarded while paused)."""
+        if self.paused or not pcm:
+            return
+        await self._send.send(bytes(pcm))
+
+    async def flush(self) -> None:
+        """Send everything buffered, even a tail shorter than a chunk, and wait until queued."""
+        marker = _Flush()
+        await self._send.send(marker)
+        await marker.done.wait()
+
+    async def set_gate(self, open_: bool) -> None:
+        """Open: send held chunks in order, then stream. Close: hold from now on."""
+        if not open_:
+            self._open = False
+            return
+        while self._held:
+            await self._outbox.send(self._held.popleft())
+            self.chunks_sent += 1
+        self._open = True
+
+    def close(self) -> None:
+        """Stop accepting audio."""
+        self._send.close()
+
+    async def run(self) -> None:
+        """Chunk, encode and forward audio until closed."""
+        async for message in self._receive:
+            if isinstance(message, _Flush):
+                whole = len(self._buffer) // self._frame * self._frame
+                if whole:
+                    await self._emit(bytes(self._buffer[:whole]))
+                    del self._buffer[:whole]
+                message.done.set()
+                continue
+            self._buffer += message
+            size = self.chunk_bytes
+            while len(self._buffer) >= size:
+                chunk = bytes(self._buffer[:size])
+                del self._buffer[:size]  # bytearray drops its head without copying the rest
+                await self._emit(chunk)
+
+    async def _emit(self, chunk: bytes) -> None:
+        text = encode(InputAudioBufferAppend(audio=binascii.b2a_base64(chunk, newline=False).decode("ascii")))
+        if self._open:
+            await self._outbox.send(text)
+            self.chunks_sent += 1
+            return
+        if len(self._held) >= self._hold_limit:
+            self.dropped_chunks += 1
+            self._report_drop(1)
+            if self._hold_policy == "drop_newest":
+                return
+            self._held.popleft()
+        self._held.append(text)

@@ -1,0 +1,219 @@
+"""The event dispatcher: user events to callbacks, streams and waiters, in order.
+
+Every callback and every ``session.events()`` stream is a *subscriber* with its
+own bounded queue and, for callbacks, its own task. So a slow or failing
+callback delays only itself: the socket reader, the audio path and the other
+callbacks go on.
+
+Overflow policy: publishing never waits. When a subscriber's queue is full the
+new event is dropped for that subscriber, counted, and an ``Error`` with code
+``events_dropped`` is delivered to it as soon as it has room again. Size the
+queue (``event_buffer``) for the slowest consumer you accept.
+
+Barge-in: ``drop_response(id)`` makes every subscriber skip the ``AudioOut``
+events of that response still in its queue, which is how queued audio of an
+interrupted response is discarded without touching the queues themselves.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream
+
+from engine.core import events as ev
+
+log = logging.getLogger(__name__)
+
+Callback = Callable[[Any], Any]
+
+
+class _Subscriber:
+    def __init__(self, types: tuple[type, ...] | None, size: int) -> None:
+        self.types = types
+        self.send, self.receive = anyio.create_memory_object_stream[Any](size)
+        self.dropped = 0
+
+    def wants(self, event: object) -> bool:
+        return self.types is None or isinstance(event, self.types)
+
+
+class Dispatcher:
+    """Fans user events out to subscribers. Owned by one session."""
+
+    def __init__(self, *, event_buffer: int = 1000) -> None:
+        self._size = event_buffer
+        self._subscribers: list[_Subscriber] = []
+        self._waiters: list[tuple[type, anyio.Event, list[Any]]] = []
+        self._dropped_responses: deque[str | None] = deque(maxlen=64)
+        self._closed = False
+        self._active = 0
+        self._idle = anyio.Event()
+        self._idle.set()
+        self.delivered = 0
+        self.dropped = 0
+
+    # -------------------------------------------------------------- subscribing
+
+    def add_callback(self, tg: TaskGroup, types: tuple[type, ...] | None, callback: Callback) -> None:
+        """Run ``callback`` for each matching event, in its own task."""
+        sub = self._add(types)
+        tg.start_soon(self._run_callback, sub, callback, name=f"callback {_name(callback)}")
+
+    def stream(self, types: tuple[type, ...] | None = None) -> EventStream:
+        """An async iterator of matching events; it ends when the session closes."""
+        sub = self._add(types)
+        if self._closed:
+            sub.send.close()
+        return EventStream(sub.receive, self)
+
+    def _add(self, types: tuple[type, ...] | None) -> _Subscriber:
+        sub = _Subscriber(types, self._size)
+        self._subscribers.append(sub)
+        return sub
+
+    async def wait_for(self, kind: type, timeout: float | None) -> Any:  # noqa: ASYNC109
+        """The next event of ``kind``. Raises ``TimeoutError``, or ``EOFError`` once closed."""
+        if self._closed:
+            raise EOFError("the session is closed")
+        slot: list[Any] = []
+        done = anyio.Event()
+        waiter = (kind, done, slot)
+        self._waiters.append(waiter)
+        try:
+            with anyio.fail_after(timeout):
+                await done.wait()
+        finally:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+        if not slot:
+            raise EOFError("the session closed while waiting")
+        return slot[0]
+
+    # -------------------------------------------------------------- publishing
+
+    def publish(self, event: Any) -> None:
+        """Hand ``event`` to every interested subscriber without waiting."""
+        if self._waiters:
+            for kind, done, slot in list(self._waiters):
+                if isinstance(event, kind) and not done.is_set():
+                    slot.append(event)
+                    done.set()
+        for sub in self._subscribers:
+            if not sub.wants(event):
+                continue
+            try:
+                if sub.dropped:
+                    sub.send.send_nowait(_overflow(sub.dropped))
+                    sub.dropped = 0
+                sub.send.send_nowait(event)
+            except anyio.WouldBlock:
+                sub.dropped += 1
+                self.dropped += 1
+                if sub.dropped == 1:
+                    log.warning("a subscriber is too slow; dropping %s", type(event).__name__)
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                pass  # the consumer went away; its loss
+
+    def drop_response(self, response_id: str | None) -> None:
+        """Skip queued ``AudioOut`` of this response everywhere (barge-in)."""
+        self._dropped_responses.append(response_id)
+
+    def is_dropped(self, event: object) -> bool:
+        """True for audio of a response that was interrupted."""
+        return isinstance(event, ev.AudioOut) and event.response_id in self._dropped_responses
+
+    def close(self) -> None:
+        """End every stream and wake every waiter."""
+        self._closed = True
+        for sub in self._subscribers:
+            sub.send.close()
+        for _, done, _ in self._waiters:
+            done.set()
+
+    async def drain(self) -> None:
+        """Wait until every callback task has delivered its queue (after ``close``)."""
+        await self._idle.wait()
+
+    # -------------------------------------------------------------- delivery
+
+    async def _run_callback(self, sub: _Subscriber, callback: Callback) -> None:
+        self._active += 1
+        self._idle = anyio.Event()
+        try:
+            await self._deliver(sub, callback)
+        finally:
+            self._active -= 1
+            if self._active == 0:
+                self._idle.set()
+
+    async def _deliver(self, sub: _Subscriber, callback: Callback) -> None:
+        is_async = inspect.iscoroutinefunction(callback)
+        async with sub.receive:
+            async for event in sub.receive:
+                if self.is_dropped(event):
+                    continue
+                try:
+                    result = callback(event)
+                    if is_async or inspect.isawaitable(result):
+                        await result
+                    self.delivered += 1
+                except Exception as exc:
+                    # A failing callback is reported, never allowed to kill the dispatcher.
+                    log.exception("callback %s failed on %s", _name(callback), type(event).__name__)
+                    if not isinstance(event, ev.Error):
+                        self.publish(
+                            ev.Error(
+                                code="callback_failed",
+                                message=f"{_name(callback)} raised {type(exc).__name__}: {exc}",
+                                source="callback",
+                            )
+                        )
+
+
+class EventStream:
+    """What ``session.events()`` returns: ``async for event in stream``; ends at close."""
+
+    def __init__(self, receive: MemoryObjectReceiveStream[Any], dispatcher: Dispatcher) -> None:
+        self._receive = receive
+        self._dispatcher = dispatcher
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        while True:
+            try:
+                event = await self._receive.receive()
+            except (anyio.EndOfStream, anyio.ClosedResourceError):
+                raise StopAsyncIteration from None
+            if not self._dispatcher.is_dropped(event):
+                return event
+
+    async def aclose(self) -> None:
+        """Stop receiving (events for this stream are then discarded)."""
+        await self._receive.aclose()
+
+    async def __aenter__(self) -> EventStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def _overflow(count: int) -> ev.Error:
+    return ev.Error(
+        code="events_dropped",
+        message=f"{count} events were dropped because this consumer was too slow",
+        source="local",
+    )
+
+
+def _name(callback: Callback) -> str:
+    return getattr(callback, "__qualname__", repr(callback))

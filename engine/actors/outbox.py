@@ -1,0 +1,52 @@
+"""The outbound path: one bounded queue of encoded messages and the socket writer.
+
+Only :func:`run_writer` writes to the socket. Producers (the reader applying
+effects, user commands, audio-in, tool results) share one fair lock, so client
+events reach the socket in the order the core produced them, and a full queue
+makes producers wait (backpressure) instead of growing without bound.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import anyio
+
+from engine.errors import ConnectionClosed, TransportError
+from engine.transports.base import Transport
+
+log = logging.getLogger(__name__)
+
+
+class Outbox:
+    """Encoded client events on their way to the socket writer."""
+
+    def __init__(self, size: int = 64) -> None:
+        self._send, self.receive = anyio.create_memory_object_stream[str](size)
+        self._lock = anyio.Lock()
+        self.sent = 0
+
+    async def send(self, text: str) -> None:
+        """Queue one message, waiting (in arrival order) while the queue is full."""
+        async with self._lock:
+            await self._send.send(text)
+
+    def close(self) -> None:
+        """No more messages; the writer ends once the queue is drained."""
+        self._send.close()
+
+    def statistics(self) -> int:
+        """Messages waiting in the queue."""
+        return self._send.statistics().current_buffer_used
+
+
+async def run_writer(outbox: Outbox, transport: Transport) -> None:
+    """Send queued messages until the outbox closes or the socket fails (then return)."""
+    try:
+        async for text in outbox.receive:
+            await transport.send(text)
+            outbox.sent += 1
+    except ConnectionClosed as exc:
+        log.info("writer stopped: socket closed (%s)", exc.code)
+    except TransportError as exc:
+        log.warning("writer stopped: %s", exc)

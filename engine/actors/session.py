@@ -1,0 +1,471 @@
+"""The public ``Session``: the actors around the pure core, under one task group.
+
+Actors (one concern and one resource each, talking over bounded streams):
+
+* **reader**: receives frames, decodes them, feeds the core, applies effects;
+* **writer**: the only task that writes to the socket (:mod:`engine.actors.outbox`);
+* **audio-in**: chunks and encodes caller audio (:mod:`engine.actors.audio_in`);
+* **tool runner**: one task per call (:mod:`engine.actors.tool_runner`);
+* **dispatcher**: one task per callback (:mod:`engine.actors.dispatch`);
+* **timers**: the core's deadlines (:mod:`engine.actors.timers`).
+
+The core is synchronous, so any task may feed it; effects are applied by the
+task that produced them, and the outbox's fair lock keeps their order on the
+wire. ``connect()`` returns once the session is ready; leaving it (or
+``close()``) ends everything within ``close_timeout``, even when the server
+never answers the close handshake, and wakes every waiter.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import anyio
+import attrs
+from anyio.abc import TaskGroup
+
+from engine.actors.audio_in import AudioIn
+from engine.actors.dispatch import Callback, Dispatcher, EventStream
+from engine.actors.outbox import Outbox, run_writer
+from engine.actors.settings import SessionSettings
+from engine.actors.timers import Timers
+from engine.actors.tool_runner import ToolRunner, error_output
+from engine.core import effects as fx
+from engine.core import events as ev
+from engine.core.conversation import Conversation
+from engine.core.states import Phase, State, diagram
+from engine.errors import ConnectionClosed, EngineError, ProtocolError, SessionClosed, TransportError
+from engine.protocol.client import ResponseParams
+from engine.protocol.codec import decode, encode
+from engine.protocol.config import SessionConfig
+from engine.protocol.items import Item
+from engine.providers import Provider
+from engine.tools import Tool
+from engine.transports.base import Connector, Transport
+
+log = logging.getLogger(__name__)
+
+E = TypeVar("E")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Session:
+    """One realtime voice session. See ``README.md`` for a walk-through.
+
+    Args:
+        provider: ``engine.Inworld(...)`` or ``engine.OpenAI(...)``.
+        config: the session configuration (provider defaults fill what is unset).
+        history: an initial conversation, sent as items before the first response:
+            ``engine.Item`` objects or chat-style dicts (``{"role": "user", "content": "hi"}``).
+        settings: runtime deadlines and queue bounds.
+        connector: how to open the socket (default: by the running backend).
+    """
+
+    def __init__(
+        self,
+        provider: Provider,
+        config: SessionConfig | None = None,
+        *,
+        history: Iterable[Item | Mapping[str, Any]] = (),
+        settings: SessionSettings | None = None,
+        connector: Connector | None = None,
+    ) -> None:
+        self.provider = provider
+        self._config = config or SessionConfig()
+        self._initial = tuple(to_item(h) for h in history)
+        self.settings = settings or SessionSettings()
+        self._connector = connector
+        self._tools: dict[str, Tool] = {}
+        self._callbacks: list[tuple[tuple[type, ...] | None, Callback]] = []
+        self._dispatcher = Dispatcher(event_buffer=self.settings.event_buffer)
+        self._conv: Conversation | None = None
+        self._tg: TaskGroup | None = None
+        self._transport: Transport | None = None
+        self._outbox: Outbox | None = None
+        self._audio: AudioIn | None = None
+        self._timers: Timers | None = None
+        self._runner: ToolRunner | None = None
+        self._ready = anyio.Event()
+        self._closed = anyio.Event()
+        self._closing = False
+        self._fatal: ev.Error | None = None
+        self._paused = False
+        self.dropped_audio_chunks = 0
+
+    def __repr__(self) -> str:
+        return f"<Session provider={self.provider.name} state={self.state.value}>"
+
+    # ------------------------------------------------------------------ registration
+
+    def tool(
+        self,
+        fn: F | None = None,
+        /,
+        *,
+        name: str | None = None,
+        timeout: float = 30.0,
+        cancel_on_interrupt: bool = True,
+    ) -> Any:
+        """Register a function as a tool; its schema comes from its signature and docstring."""
+
+        def register(f: F) -> F:
+            self.add_tool(
+                Tool.from_function(f, name=name, timeout=timeout, cancel_on_interrupt=cancel_on_interrupt)
+            )
+            return f
+
+        return register(fn) if fn is not None else register
+
+    def add_tool(self, tool: Tool) -> None:
+        """Register a tool with an explicit schema (applied at the next connect or ``update``)."""
+        self._tools[tool.name] = tool
+
+    def on(self, *types: type[E]) -> Callable[[F], F]:
+        """Register a callback (sync or async) for these event types (all events if none)."""
+
+        def register(callback: F) -> F:
+            kinds = types or None
+            self._callbacks.append((kinds, callback))
+            if self._tg is not None:
+                self._dispatcher.add_callback(self._tg, kinds, callback)
+            return callback
+
+        return register
+
+    # ------------------------------------------------------------------ inspection
+
+    @property
+    def state(self) -> State:
+        """Whose turn it is (``State.CONNECTING`` before the first connect)."""
+        return self._conv.state if self._conv is not None else State.CONNECTING
+
+    @property
+    def phase(self) -> Phase:
+        """Where the response slot stands."""
+        return self._conv.phase if self._conv is not None else Phase.IDLE
+
+    @property
+    def history(self) -> tuple[Item, ...]:
+        """The locally mirrored conversation items, in order."""
+        return self._conv.history.items() if self._conv is not None else self._initial
+
+    @property
+    def config(self) -> SessionConfig:
+        """The configuration as last sent (with provider defaults and registered tools)."""
+        return self._conv.config if self._conv is not None else self._config
+
+    def diagram(self) -> str:
+        """Mermaid diagram of the state machines with the current states highlighted."""
+        return diagram(self.state, self.phase)
+
+    def statistics(self) -> dict[str, int]:
+        """Counters and queue depths, for monitoring."""
+        return {
+            "outbox_queued": self._outbox.statistics() if self._outbox else 0,
+            "messages_sent": self._outbox.sent if self._outbox else 0,
+            "audio_chunks_sent": self._audio.chunks_sent if self._audio else 0,
+            "audio_chunks_dropped": self.dropped_audio_chunks,
+            "events_delivered": self._dispatcher.delivered,
+            "events_dropped": self._dispatcher.dropped,
+            "tools_running": len(self._runner.running()) if self._runner else 0,
+        }
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[Session]:
+        """Open the session; the body runs once it is ready. Leaving it closes the session.
+
+        Raises:
+            HandshakeError: the server refused the connection (401/403: bad credentials).
+            TransportError: the socket could not be opened.
+            SessionClosed: the session ended (a fatal error) before it was ready.
+            TimeoutError: not ready within ``settings.ready_timeout``.
+        """
+        if self._tg is not None or self._closing:
+            raise EngineError("a session connects once; create a new Session to connect again")
+        body_done = False
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                async with self._open_transport() as transport:
+                    self._start(tg, transport)
+                    try:
+                        with anyio.fail_after(self.settings.ready_timeout):
+                            await self._ready.wait()
+                        yield self
+                        body_done = True
+                    finally:
+                        with anyio.CancelScope(shield=True):
+                            await self._shutdown("closed by the application")
+        except BaseExceptionGroup as group:
+            raise _unwrap(group) from None
+        finally:
+            self._tg = None
+        if not body_done:
+            # The session ended under the body (a fatal error); say so instead of returning quietly.
+            detail = f"{self._fatal.code}: {self._fatal.message}" if self._fatal else "closed"
+            raise SessionClosed(f"the session ended: {detail}")
+
+    def _open_transport(self) -> Any:
+        url, headers = self.provider.endpoint()
+        if self._connector is not None:
+            return self._connector(url, headers, self.settings.transport)
+        from engine.transports import connect
+
+        return connect(url, headers, self.settings.transport)
+
+    def _start(self, tg: TaskGroup, transport: Transport) -> None:
+        config = self.provider.prepare(self._with_tools(self._config))
+        options = attrs.evolve(
+            self.provider.core_options(), response_created_timeout=self.settings.response_timeout
+        )
+        self._conv = Conversation(config, clock=anyio.current_time, history=self._initial, options=options)
+        self._transport = transport
+        self._outbox = Outbox(self.settings.outbox_size)
+        self._audio = AudioIn(
+            config.input_format,
+            self._outbox,
+            report_drop=self._report_audio_drop,
+            chunk_ms=self.settings.audio_chunk_ms,
+            hold_limit_ms=self.settings.hold_limit_ms,
+            hold_policy=self.settings.hold_policy,
+        )
+        self._audio.paused = self._paused
+        self._timers = Timers(self._on_timer)
+        self._runner = ToolRunner(self._tools, self._on_tool_answer)
+        for kinds, callback in self._callbacks:
+            self._dispatcher.add_callback(tg, kinds, callback)
+        tg.start_soon(self._read_loop, transport, name="socket reader")
+        tg.start_soon(run_writer, self._outbox, transport, name="socket writer")
+        tg.start_soon(self._audio.run, name="audio in")
+        tg.start_soon(self._timers.run, name="timers")
+        tg.start_soon(self._runner.run, name="tool runner")
+
+    async def close(self) -> None:
+        """Close the session (idempotent); returns within ``settings.close_timeout``."""
+        await self._shutdown("closed by the application")
+
+    async def _shutdown(self, reason: str) -> None:
+        if self._closing:
+            await self._closed.wait()
+            return
+        self._closing = True
+        with anyio.move_on_after(self.settings.close_timeout) as deadline:
+            if self._conv is not None:
+                await self._apply(self._conv.close(), sending=False)
+            self._dispatcher.publish(ev.Closed(reason=reason, error=self._fatal))
+            for closer in (self._outbox, self._audio, self._runner):
+                if closer is not None:
+                    closer.close()
+            self._dispatcher.close()
+            if self._transport is not None:
+                await self._transport.aclose(1000, reason[:100])
+            await self._dispatcher.drain()
+        if deadline.cancelled_caught:
+            log.warning("close took longer than %ss; cancelling what is left", self.settings.close_timeout)
+        self._closed.set()
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
+
+    # ------------------------------------------------------------------ commands
+
+    async def send_text(self, text: str) -> None:
+        """Add a user text message and ask for a response (coalesced if one is in flight)."""
+        await self._apply(self._live().send_text(text))
+
+    async def send_audio(self, pcm: bytes) -> None:
+        """Stream caller audio in the session's input format; any length, any rate of calls."""
+        self._live()
+        assert self._audio is not None
+        await self._audio.put(pcm)
+
+    async def commit_audio(self) -> None:
+        """End the user's turn by hand (manual turns): flush buffered audio, then commit."""
+        conv = self._live()
+        assert self._audio is not None
+        await self._audio.flush()
+        await self._apply(conv.commit_audio())
+
+    async def clear_audio(self) -> None:
+        """Discard the user's uncommitted audio on the server."""
+        await self._apply(self._live().clear_audio())
+
+    async def create_response(self, params: ResponseParams | None = None) -> None:
+        """Ask for a response now (coalesced with one already in flight)."""
+        await self._apply(self._live().create_response(params))
+
+    async def cancel_response(self) -> None:
+        """Cancel the response in flight (deferred until the server has named it)."""
+        await self._apply(self._live().cancel_response())
+
+    async def interrupt(self) -> None:
+        """Cut the assistant off as a barge-in would: ``Interrupted``, queued audio dropped, cancel."""
+        await self._apply(self._live().interrupt())
+
+    async def update(self, config: SessionConfig) -> None:
+        """Send a new configuration. Raises ``UpdateRejected`` if the server would refuse it now."""
+        conv = self._live()
+        self._config = config
+        await self._apply(conv.update(self.provider.prepare(self._with_tools(config))))
+
+    def pause_audio_input(self, paused: bool) -> None:
+        """While paused, audio given to ``send_audio`` is discarded."""
+        self._paused = paused
+        if self._audio is not None:
+            self._audio.paused = paused
+
+    async def wait_for(self, kind: type[E], timeout: float | None = None) -> E:  # noqa: ASYNC109 (public API)
+        """The next event of ``kind``. Raises ``TimeoutError`` or ``SessionClosed``."""
+        try:
+            result: E = await self._dispatcher.wait_for(kind, timeout)
+        except EOFError:
+            raise SessionClosed("the session closed before the event arrived") from None
+        return result
+
+    def events(self, *types: type) -> EventStream:
+        """An async iterator of the same events as the callbacks (from now on); ends at close."""
+        return self._dispatcher.stream(types or None)
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _live(self) -> Conversation:
+        if self._conv is None or self._closing:
+            raise SessionClosed("the session is not connected")
+        return self._conv
+
+    def _with_tools(self, config: SessionConfig) -> SessionConfig:
+        if not self._tools:
+            return config
+        own = {t.name for t in config.tools}
+        extra = tuple(t.schema for t in self._tools.values() if t.name not in own)
+        return attrs.evolve(config, tools=config.tools + extra)
+
+    async def _read_loop(self, transport: Transport) -> None:
+        conv = self._conv
+        assert conv is not None
+        while True:
+            try:
+                text = await transport.receive()
+            except ConnectionClosed as exc:
+                await self._lost(f"the server closed the socket ({exc.code} {exc.reason})".strip(), exc)
+                return
+            except TransportError as exc:
+                await self._lost(f"the socket failed: {exc}", exc)
+                return
+            try:
+                event = decode(text)
+            except ProtocolError as exc:
+                effects = conv.protocol_error(str(exc))
+            else:
+                effects = conv.receive(event)
+            if effects:
+                await self._apply(effects)
+
+    async def _lost(self, message: str, exc: Exception) -> None:
+        if self._closing:
+            return
+        log.warning("%s", message)
+        self._fatal = ev.Error(code="connection_lost", message=message, fatal=True, source="server")
+        self._dispatcher.publish(self._fatal)
+        await self._shutdown(message)
+
+    async def _apply(self, effects: list[fx.Effect], *, sending: bool = True) -> None:
+        for effect in effects:
+            if isinstance(effect, fx.Emit):
+                event = effect.event
+                self._dispatcher.publish(event)
+                if isinstance(event, ev.SessionReady):
+                    self._ready.set()
+                elif isinstance(event, ev.Error) and event.fatal and self._fatal is None:
+                    self._fatal = event
+                    if self._tg is not None:
+                        self._tg.start_soon(self._shutdown, f"fatal error: {event.code}")
+            elif isinstance(effect, fx.Send):
+                if sending and self._outbox is not None:
+                    try:
+                        await self._outbox.send(encode(effect.event))
+                    except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                        log.debug("dropped a client event: the session is closing")
+            else:
+                await self._apply_other(effect)
+
+    async def _apply_other(self, effect: fx.Effect) -> None:
+        if isinstance(effect, fx.StartTool):
+            assert self._runner is not None
+            if not self._runner.start(effect):
+                await self._on_tool_answer(effect.call_id, error_output("too many tool calls at once"), True)
+        elif isinstance(effect, fx.CancelTools):
+            if self._runner is not None:
+                self._runner.cancel(effect.call_ids, effect.reason)
+        elif isinstance(effect, fx.ArmTimer):
+            if self._timers is not None:
+                self._timers.arm(effect.name, effect.delay)
+        elif isinstance(effect, fx.CancelTimer):
+            if self._timers is not None:
+                self._timers.cancel(effect.name)
+        elif isinstance(effect, fx.GateAudio):
+            if self._audio is not None:
+                await self._audio.set_gate(effect.open)
+        elif isinstance(effect, fx.DropAudioOut):
+            self._dispatcher.drop_response(effect.response_id)
+
+    async def _on_tool_answer(self, call_id: str, output: str, is_error: bool) -> None:
+        if self._conv is not None and not self._closing:
+            await self._apply(self._conv.tool_result(call_id, output, is_error=is_error))
+
+    async def _on_timer(self, name: str) -> None:
+        if self._conv is not None and not self._closing:
+            await self._apply(self._conv.timer_fired(name))
+
+    def _report_audio_drop(self, count: int) -> None:
+        self.dropped_audio_chunks += count
+        if self.dropped_audio_chunks == count:  # report the first drop of an episode
+            self._dispatcher.publish(
+                ev.Error(
+                    code="audio_dropped",
+                    message=f"caller audio held beyond {self.settings.hold_limit_ms} ms was dropped "
+                    f"({self.settings.hold_policy})",
+                    source="local",
+                )
+            )
+
+
+def to_item(entry: Item | Mapping[str, Any]) -> Item:
+    """An initial-history entry as an item (chat-style dicts are accepted)."""
+    if isinstance(entry, Item):
+        return entry
+    kind = entry.get("type")
+    if kind == "function_call":
+        return Item.function_call(
+            str(entry["call_id"]), str(entry["name"]), str(entry.get("arguments", "{}"))
+        )
+    if kind == "function_call_output":
+        return Item.function_call_output(str(entry["call_id"]), str(entry["output"]))
+    role, content = entry.get("role"), entry.get("content")
+    if not isinstance(content, str):
+        raise TypeError(f"history entry needs a string 'content': {dict(entry)!r}")
+    makers = {"user": Item.user_text, "assistant": Item.assistant_text, "system": Item.system_text}
+    if role not in makers:
+        raise ValueError(f"history entry role must be user, assistant or system, got {role!r}")
+    return makers[role](content)
+
+
+def _unwrap(group: BaseExceptionGroup[Any]) -> BaseException:
+    """The one exception worth raising out of a task group's group."""
+    leaves: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        else:
+            leaves.append(exc)
+
+    walk(group)
+    cancel = anyio.get_cancelled_exc_class()
+    real = [e for e in leaves if not isinstance(e, cancel)]
+    return (real or leaves)[0]

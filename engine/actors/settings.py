@@ -1,0 +1,46 @@
+"""Runtime settings of a session: deadlines, queue bounds and their overflow policies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from engine.transports.base import TransportSettings
+
+
+def _positive(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not value > 0:
+        raise ValueError(f"{attribute.name} must be positive, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class SessionSettings:
+    """How a session behaves at runtime (the wire configuration is ``SessionConfig``).
+
+    Attributes:
+        transport: socket settings (message size, timeouts, keep-alive, ``ws://`` policy).
+        ready_timeout: seconds ``connect()`` waits for the session to become ready.
+        close_timeout: seconds ``close()`` may take in all, even if the server never answers.
+        response_timeout: seconds to wait for ``response.created`` after ``response.create``.
+        event_buffer: events queued per callback or stream before new ones are dropped (reported).
+        outbox_size: encoded messages queued for the socket writer before producers wait.
+        audio_chunk_ms: size of each ``input_audio_buffer.append`` (60 ms, as Inworld's client).
+        hold_limit_ms: caller audio held before the session is ready (or while reconnecting).
+        hold_policy: ``drop_oldest`` or ``drop_newest`` once ``hold_limit_ms`` is exceeded.
+    """
+
+    transport: TransportSettings = TransportSettings()
+    ready_timeout: float = attrs.field(default=15.0, validator=_positive)
+    close_timeout: float = attrs.field(default=3.0, validator=_positive)
+    response_timeout: float = attrs.field(default=10.0, validator=_positive)
+    event_buffer: int = attrs.field(default=1000, validator=_positive)
+    outbox_size: int = attrs.field(default=64, validator=_positive)
+    audio_chunk_ms: int = attrs.field(default=60, validator=_positive)
+    hold_limit_ms: int = attrs.field(default=10_000, validator=_positive)
+    hold_policy: str = attrs.field(default="drop_oldest")
+
+    @hold_policy.validator
+    def _check_policy(self, _: Any, value: str) -> None:
+        if value not in ("drop_oldest", "drop_newest"):
+            raise ValueError(f"hold_policy must be 'drop_oldest' or 'drop_newest', got {value!r}")

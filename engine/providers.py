@@ -1,0 +1,154 @@
+"""Providers: where to connect, how to authenticate, and what the server does by itself.
+
+A provider turns an API key into a URL and headers for one connection, fills
+in its defaults for unset configuration, and states the facts the core needs
+(:class:`~engine.core.conversation.CoreOptions`). The key is wrapped in
+:class:`Secret`, whose ``repr`` and ``str`` never show it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Literal, Protocol
+from urllib.parse import urlencode
+
+import attrs
+
+from engine.core.conversation import CoreOptions
+from engine.protocol.config import ConfigError, SessionConfig, Transcription
+
+INWORLD_URL = "wss://api.inworld.ai/api/v1/realtime/session"
+OPENAI_URL = "wss://api.openai.com/v1/realtime"
+
+
+class Secret:
+    """A credential that hides itself from ``repr``, ``str``, logs and tracebacks."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str | Secret) -> None:
+        self._value = value.reveal() if isinstance(value, Secret) else value
+        if not isinstance(self._value, str) or not self._value:
+            raise ValueError("an API key must be a non-empty string")
+
+    def reveal(self) -> str:
+        """The secret itself; only for building the ``Authorization`` header."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a Secret cannot be pickled")
+
+
+def _join(url: str, query: dict[str, str]) -> str:
+    return f"{url}{'&' if '?' in url else '?'}{urlencode(query)}"
+
+
+class Provider(Protocol):
+    """What the session needs from a provider."""
+
+    name: str
+
+    def endpoint(self) -> tuple[str, dict[str, str]]:
+        """URL (with query) and headers for one new connection."""
+        ...
+
+    def prepare(self, config: SessionConfig) -> SessionConfig:
+        """The configuration to send: defaults filled in, unsupported fields refused."""
+        ...
+
+    def core_options(self) -> CoreOptions:
+        """Protocol facts for the core."""
+        ...
+
+
+@attrs.frozen(kw_only=True)
+class Inworld:
+    """Inworld Realtime.
+
+    Args:
+        api_key: the portal key (already Base64) for ``auth="basic"``, or a JWT for ``"bearer"``.
+        url: the endpoint; point it at a local server for tests.
+        auth: ``"basic"`` (server side) or ``"bearer"`` (a JWT minted by your backend).
+        sdk_name: reported in ``providerData.metadata.sdk``.
+    """
+
+    api_key: Secret = attrs.field(converter=Secret)
+    url: str = INWORLD_URL
+    auth: Literal["basic", "bearer"] = attrs.field(default="basic")
+    sdk_name: str = "engine"
+    name: str = attrs.field(default="inworld", init=False)
+
+    @auth.validator
+    def _check_auth(self, _: Any, value: str) -> None:
+        if value not in ("basic", "bearer"):
+            raise ValueError(f"auth must be 'basic' or 'bearer', got {value!r}")
+
+    def endpoint(self) -> tuple[str, dict[str, str]]:
+        """A fresh session key on every connect, as the service expects (protocol.md §1.1)."""
+        query = {"key": f"engine-realtime-{uuid.uuid4().hex}", "protocol": "realtime"}
+        scheme = "Basic" if self.auth == "basic" else "Bearer"
+        return _join(self.url, query), {"Authorization": f"{scheme} {self.api_key.reveal()}"}
+
+    def prepare(self, config: SessionConfig) -> SessionConfig:
+        """Inworld's defaults (protocol.md §4.3) for unset fields; the client answers tools."""
+        provider_data: dict[str, Any] = {
+            "metadata": {"sdk": self.sdk_name},
+            "auto_tool_response": False,
+            **(config.provider_data or {}),
+        }
+        return attrs.evolve(
+            config,
+            model=config.model or "openai/gpt-4.1-mini",
+            voice=config.voice or "Clive",
+            tts_model=config.tts_model or "inworld-tts-2",
+            transcription=config.transcription or Transcription(model="inworld/inworld-stt-1"),
+            provider_data=provider_data,
+        )
+
+    def core_options(self) -> CoreOptions:
+        """Inworld allows a voice change mid-session; we answer tools, so no auto continuation."""
+        return CoreOptions(voice_locked_after_audio=False, server_continues_after_tools=False)
+
+
+@attrs.frozen(kw_only=True)
+class OpenAI:
+    """OpenAI Realtime (GA).
+
+    Args:
+        api_key: the API key (sent as ``Authorization: Bearer``).
+        model: the realtime model, fixed for the session by the URL.
+        url: the endpoint; point it at a local server for tests.
+    """
+
+    api_key: Secret = attrs.field(converter=Secret)
+    model: str = "gpt-realtime-2.1"
+    url: str = OPENAI_URL
+    name: str = attrs.field(default="openai", init=False)
+
+    def endpoint(self) -> tuple[str, dict[str, str]]:
+        """The model goes in the query (protocol.md §1.2)."""
+        return _join(self.url, {"model": self.model}), {"Authorization": f"Bearer {self.api_key.reveal()}"}
+
+    def prepare(self, config: SessionConfig) -> SessionConfig:
+        """Refuse what GA cannot do; drop Inworld-only extensions."""
+        if len(config.output_modalities) > 1:
+            raise ConfigError("output_modalities", "OpenAI accepts 'audio' or 'text', not both")
+        for name, fmt in (("input_format", config.input_format), ("output_format", config.output_format)):
+            if fmt.type == "audio/pcm" and fmt.rate != 24000:
+                raise ConfigError(f"{name}.rate", f"OpenAI PCM is 24000 Hz only, got {fmt.rate}")
+        return attrs.evolve(config, temperature=None, tts_model=None, provider_data=None)
+
+    def core_options(self) -> CoreOptions:
+        """GA refuses a voice change once audio exists."""
+        return CoreOptions(voice_locked_after_audio=True, server_continues_after_tools=False)
