@@ -1,0 +1,61 @@
+"""Command line: ``python -m engine diagram | demo | server``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def write_diagram(folder: Path) -> list[Path]:
+    """Write ``conversation.mmd`` (and ``conversation.svg`` when Graphviz is installed)."""
+    from engine.core.states import diagram
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = [folder / "conversation.mmd"]
+    written[0].write_text(diagram(), encoding="utf-8")
+    if shutil.which("dot"):
+        svg = folder / "conversation.svg"
+        dot = _graphviz_source()
+        subprocess.run(["dot", "-Tsvg", "-o", str(svg)], input=dot.encode(), check=True)
+        written.append(svg)
+    return written
+
+
+def _graphviz_source() -> str:
+    """The same tables as Graphviz text (dot syntax), for the optional SVG."""
+    from engine.core.states import CONVERSATION_TRANSITIONS, RESPONSE_TRANSITIONS
+
+    lines = ["digraph conversation {", "  rankdir=LR;", "  node [shape=box, style=rounded];"]
+    for prefix, table in (("conversation", CONVERSATION_TRANSITIONS), ("response", RESPONSE_TRANSITIONS)):
+        lines.append(f"  subgraph cluster_{prefix} {{ label={prefix!r};".replace("'", '"'))
+        for t in table:
+            sources = t["source"] if isinstance(t["source"], list) else [t["source"]]
+            for source in sources:
+                dest = t["dest"] if t["dest"] is not None else source
+                cond = f" [{t['conditions']}]" if "conditions" in t else ""
+                lines.append(f'    "{prefix}.{source}" -> "{prefix}.{dest}" [label="{t["trigger"]}{cond}"];')
+        lines.append("  }")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``engine`` console script."""
+    parser = argparse.ArgumentParser(prog="engine", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    d = sub.add_parser("diagram", help="write the state diagram into diagrams/")
+    d.add_argument("--out", type=Path, default=Path("diagrams"))
+    args, rest = parser.parse_known_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.command == "diagram":
+        for path in write_diagram(args.out):
+            sys.stdout.write(f"wrote {path}\n")
+        return 0
+    return 2
