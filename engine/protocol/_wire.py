@@ -44,7 +44,8 @@ def _describe(value: object) -> str:
     if isinstance(value, str):
         return f"string {value[:40]!r}"
     if isinstance(value, int | float):
-        return f"number {value!r}"
+        text = repr(value)
+        return f"number {text if len(text) <= 40 else text[:40] + '...'}"
     if isinstance(value, list):
         return "array"
     if isinstance(value, dict):

@@ -101,8 +101,10 @@ _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 def encode(event: ClientEvent | AnyServerEvent) -> str:
     """Serialise an event to the exact JSON text the peer expects (no ``null`` noise)."""
     if type(event) is InputAudioBufferAppend and event.event_id is None:
-        # The hot path of audio-in: base64 never needs JSON escaping.
-        return '{"type":"input_audio_buffer.append","audio":"' + event.audio + '"}'
+        audio = event.audio
+        # The hot path of audio-in: base64 needs no JSON escaping (anything else takes the slow path).
+        if audio.isascii() and audio.isprintable() and '"' not in audio and "\\" not in audio:
+            return '{"type":"input_audio_buffer.append","audio":"' + audio + '"}'
     if isinstance(event, s.UnknownServerEvent):
         return _dumps(event.raw)
     return _dumps(to_wire(event))
@@ -111,8 +113,8 @@ def encode(event: ClientEvent | AnyServerEvent) -> str:
 def _parse(text: str | bytes) -> tuple[str, dict[str, Any]]:
     try:
         data = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ProtocolError(f"malformed JSON: {exc}", _as_text(text)) from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise ProtocolError(f"malformed JSON: {type(exc).__name__}: {exc}", _as_text(text)) from None
     if not isinstance(data, dict):
         raise ProtocolError(f"expected a JSON object, got {type(data).__name__}", _as_text(text))
     kind = data.get("type")

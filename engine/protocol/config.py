@@ -3,9 +3,8 @@
 ``SessionConfig`` is the one place a session's settings live. ``to_wire()``
 gives the ``session`` object of ``session.update`` (GA layout: ``audio.input``
 / ``audio.output``; Inworld extensions ``temperature``, ``audio.output.model``
-and ``providerData`` only when set). ``from_wire()`` is the inverse, used by the
-local server to validate what a client sends; its errors carry the GA ``param``
-path (``session.audio.input.format.rate``) the way a real server reports them.
+and ``providerData`` only when set). Invalid values raise :class:`ConfigError`,
+a ``ValueError`` whose ``param`` names the field.
 ``None`` always means "not set: keep the server's value", except for
 ``turn_detection``, where ``None`` means manual turns and is sent as ``null``.
 """
@@ -57,7 +56,9 @@ class AudioFormat:
     """``audio/pcm`` (16-bit little-endian mono) at ``rate``, or G.711 ``pcmu``/``pcma`` at 8 kHz."""
 
     type: str = attrs.field(default="audio/pcm", validator=_one_of("format.type", FORMAT_TYPES))
-    rate: int = attrs.field(default=24000)
+    rate: int = attrs.field(
+        default=attrs.Factory(lambda self: 24000 if self.type == "audio/pcm" else 8000, takes_self=True)
+    )
 
     @rate.validator
     def _check_rate(self, _: Any, value: int) -> None:
