@@ -74,6 +74,13 @@ class CallLedger:
         """Every call, answered or not."""
         return list(self._calls.values())
 
+    def abandon_incomplete(self) -> list[Call]:
+        """Drop calls whose arguments never completed (their socket is gone); return them."""
+        gone = [c for c in self._calls.values() if not c.started and not c.answered and c.arguments is None]
+        for call in gone:
+            del self._calls[call.call_id]
+        return gone
+
     def forget_answered(self) -> None:
         """Drop answered calls (they live on in the history mirror)."""
         self._calls = {k: c for k, c in self._calls.items() if not c.answered}

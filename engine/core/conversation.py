@@ -71,6 +71,10 @@ BENIGN_ERRORS = frozenset({"response_cancel_not_active", "conversation_already_h
 FATAL_ERROR_TYPES = frozenset({"authentication_error", "permission_error"})
 FATAL_ERROR_CODES = frozenset({"invalid_api_key", "session_expired", "insufficient_quota"})
 
+RESUME_NOTE = (
+    "The connection was interrupted briefly. Continue the conversation from where it stopped; "
+    "do not greet the user again."
+)
 RESPONSE_TIMER = "response_created"
 RETRY_TIMER = "retry_response"
 
@@ -131,6 +135,7 @@ class Conversation:
         self._create_event_id: str | None = None
         self._interrupted: set[str | None] = set()
         self._audio_produced = False
+        self._resume = False  # a restore must ask the model to go on
         self._announced: set[str | None] = set()
         self._user_text: dict[str | None, str] = {}
         self._counter = 0
@@ -285,15 +290,27 @@ class Conversation:
         return self._flush()
 
     def connection_lost(self) -> list[Effect]:
-        """The socket dropped: hold audio and forget the in-flight response."""
-        if self.state is State.CLOSED:
+        """The socket dropped: hold audio, end the in-flight response, prepare the restore.
+
+        Tools keep running; their outputs join the mirrored history, which is
+        replayed on the next socket, so each call is answered there exactly once.
+        """
+        if self.state in (State.CLOSED, State.RECONNECTING):
             return []
+        self._resume = self.phase is not Phase.IDLE or self._owed or self._tool_followup
         if self.phase is not Phase.IDLE:
             self._interrupted.add(self._response_id)
-            self._emit(ev.Interrupted(item_id=None, response_id=self._response_id))
+            self._emit(
+                ev.Interrupted(item_id=self.history.last_assistant_id(), response_id=self._response_id)
+            )
             self._out.append(DropAudioOut(response_id=self._response_id))
         self._fire_response("reset")
         self._response_id = None
+        self._owed = False
+        self.history.flush_streaming()
+        for call in self.calls.abandon_incomplete():
+            # Arguments never completed: the call does not exist on the next socket.
+            self.history.remove(call.item_id)
         self._out.append(CancelTimer(name=RESPONSE_TIMER))
         self._out.append(GateAudio(False))
         self._fire("connection_lost")
@@ -321,20 +338,35 @@ class Conversation:
 
     def _on_session_updated(self, event: s.SessionUpdated) -> None:
         self.effective_session = event.session or {}
-        if self.state not in (State.CONNECTING, State.RECONNECTING):
+        if self.state is State.CONNECTING:
+            self._fire("ready")
+            self._emit(ev.SessionReady(session=self.effective_session))
+            for item in self._initial:
+                self._send(c.ConversationItemCreate(item=item))
+            self._initial = []
+            held, self._held = self._held, []
+            for event_ in held:
+                self._send(event_)
+        elif self.state is State.RECONNECTING:
+            self._fire("ready")
+            self._emit(ev.SessionReady(session=self.effective_session))
+            self._restore()
+        else:
             return
-        self._fire("ready")
-        self._emit(ev.SessionReady(session=self.effective_session))
-        for item in self._initial:
-            self._send(c.ConversationItemCreate(item=item))
-        self._initial = []
-        held, self._held = self._held, []
-        for event_ in held:
-            self._send(event_)
         self._out.append(GateAudio(True))
-        if self._owed:
+        if self._owed and not self.calls.open():
             self._owed = False
             self._request_response()
+
+    def _restore(self) -> None:
+        """Replay the mirrored conversation on a fresh server conversation."""
+        for item in self.history.restorable():
+            self._send(c.ConversationItemCreate(item=item))
+        if (self._resume or self._tool_followup) and not self.calls.open():
+            self._resume = False
+            self._tool_followup = False
+            self._send(c.ConversationItemCreate(item=Item.system_text(RESUME_NOTE, id=self._new_id("item"))))
+            self._owed = True
 
     def _on_error(self, event: s.Error) -> None:
         detail = event.error
@@ -610,6 +642,7 @@ class Conversation:
         call.started = True
         name = call.name or ""
         arguments = call.arguments or ""
+        self.history.record_call(call.item_id, call_id, name, arguments)
         self._emit(ev.ToolCall(call_id=call_id, name=name, arguments=arguments, response_id=call.response_id))
         self._out.append(StartTool(call_id=call_id, name=name, arguments=arguments))
 
@@ -720,8 +753,12 @@ class Conversation:
         self._out.append(Send(event))
 
     def _send_or_hold(self, event: c.ClientEvent) -> None:
-        if self.state in (State.CONNECTING, State.RECONNECTING):
-            self._held.append(event)
+        if self.state is State.CONNECTING:
+            self._held.append(event)  # sent right after the initial history
+        elif self.state is State.RECONNECTING:
+            # Items are in the mirrored history, which the restore replays; buffer
+            # commands (commit, clear) concern a server buffer that is gone.
+            log.debug("not sent while reconnecting: %s", event.TYPE)
         elif self.state is not State.CLOSED:
             self._send(event)
 

@@ -101,9 +101,53 @@ class History:
             self._items[item_id] = _with_text(item, text, "output_audio")
             self._text.pop(item_id, None)
 
+    def record_call(self, item_id: str | None, call_id: str, name: str, arguments: str) -> None:
+        """Make sure a complete function call is mirrored (name and arguments filled in)."""
+        item = self.get(item_id)
+        if item is None:
+            self.add(Item.function_call(call_id, name, arguments, id=item_id))
+        elif item_id is not None:
+            self._items[item_id] = attrs.evolve(item, name=item.name or name, arguments=arguments)
+
+    def flush_streaming(self) -> None:
+        """Keep what was received of text still streaming (the socket dropped mid-item)."""
+        for item_id in list(self._text):
+            if item_id:
+                self.finish_text(item_id, None)
+        self._text.clear()
+
+    def restorable(self) -> list[Item]:
+        """The conversation as items a fresh server accepts (text only: GA cannot create audio)."""
+        out: list[Item] = []
+        for item in self._items.values():
+            restored = _restorable(item)
+            if restored is not None:
+                out.append(restored)
+        return out
+
     def last_assistant_id(self) -> str | None:
         """The most recent assistant message id."""
         return self._last_assistant
+
+
+def _restorable(item: Item) -> Item | None:
+    item_id = None if (item.id or "").startswith("local_") else item.id
+    if item.type == "message":
+        text = item.text
+        if not text:
+            return None
+        if item.role == "user":
+            return Item.user_text(text, id=item_id)
+        if item.role == "assistant":
+            return Item.assistant_text(text, id=item_id)
+        if item.role == "system":
+            return Item.system_text(text, id=item_id)
+        return None
+    if item.type == "function_call" and item.call_id and item.name and item.arguments is not None:
+        return Item.function_call(item.call_id, item.name, item.arguments, id=item_id)
+    if item.type == "function_call_output" and item.call_id and item.output is not None:
+        return Item.function_call_output(item.call_id, item.output, id=item_id)
+    return None
 
 
 def _with_text(item: Item, text: str, default_type: str) -> Item:
