@@ -60,7 +60,7 @@ class AudioIn:
         self._frame = frame
         self._hold_limit = max(1, hold_limit_ms // chunk_ms)
         self._hold_policy = hold_policy
-        self._outbox = outbox
+        self.outbox = outbox
         self._report_drop = report_drop
         self._send, self._receive = anyio.create_memory_object_stream[bytes | _Flush](inbox_size)
         self._buffer = bytearray()
@@ -88,7 +88,7 @@ class AudioIn:
             self._open = False
             return
         while self._held:
-            await self._outbox.send(self._held.popleft())
+            await self.outbox.send(self._held.popleft())
             self.chunks_sent += 1
         self._open = True
 
@@ -116,7 +116,7 @@ class AudioIn:
     async def _emit(self, chunk: bytes) -> None:
         text = encode(InputAudioBufferAppend(audio=binascii.b2a_base64(chunk, newline=False).decode("ascii")))
         if self._open:
-            await self._outbox.send(text)
+            await self.outbox.send(text)
             self.chunks_sent += 1
             return
         if len(self._held) >= self._hold_limit:

@@ -19,7 +19,8 @@ never answers the close handshake, and wakes every waiter.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -47,6 +48,8 @@ from engine.tools import Tool
 from engine.transports.base import Connector, Transport
 
 log = logging.getLogger(__name__)
+
+ROLLOVER_TIMER = "session_rollover"
 
 E = TypeVar("E")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -93,6 +96,14 @@ class Session:
         self._closing = False
         self._fatal: ev.Error | None = None
         self._paused = False
+        self._failure: BaseException | None = None
+        self._drop_reason: BaseException | None = None
+        self._ready_on_socket = False
+        self._rollover = False
+        self._rollover_due = False
+        self._attempt = 0
+        self._sleep: Callable[[float], Awaitable[None]] = anyio.sleep
+        self._random: Callable[[], float] = random.random
         self.dropped_audio_chunks = 0
 
     def __repr__(self) -> str:
@@ -179,10 +190,13 @@ class Session:
     async def connect(self) -> AsyncIterator[Session]:
         """Open the session; the body runs once it is ready. Leaving it closes the session.
 
+        A dropped socket is reconnected and the conversation restored
+        (``Reconnecting`` / ``Reconnected`` events) without leaving the body.
+
         Raises:
             HandshakeError: the server refused the connection (401/403: bad credentials).
-            TransportError: the socket could not be opened.
-            SessionClosed: the session ended (a fatal error) before it was ready.
+            TransportError: the socket could not be opened (after the retries of ``settings.reconnect``).
+            SessionClosed: the session ended under the body (a fatal error; ``Closed`` says which).
             TimeoutError: not ready within ``settings.ready_timeout``.
         """
         if self._tg is not None or self._closing:
@@ -191,40 +205,32 @@ class Session:
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
-                async with self._open_transport() as transport:
-                    self._start(tg, transport)
-                    try:
-                        with anyio.fail_after(self.settings.ready_timeout):
-                            await self._ready.wait()
-                        yield self
-                        body_done = True
-                    finally:
-                        with anyio.CancelScope(shield=True):
-                            await self._shutdown("closed by the application")
+                self._start(tg)
+                try:
+                    with anyio.fail_after(self.settings.ready_timeout):
+                        await self._ready.wait()
+                    yield self
+                    body_done = True
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await self._shutdown("closed by the application")
         except BaseExceptionGroup as group:
             raise _unwrap(group) from None
         finally:
             self._tg = None
         if not body_done:
-            # The session ended under the body (a fatal error); say so instead of returning quietly.
+            # The session ended under the body; say why instead of returning quietly.
+            if self._failure is not None:
+                raise self._failure
             detail = f"{self._fatal.code}: {self._fatal.message}" if self._fatal else "closed"
             raise SessionClosed(f"the session ended: {detail}")
 
-    def _open_transport(self) -> Any:
-        url, headers = self.provider.endpoint()
-        if self._connector is not None:
-            return self._connector(url, headers, self.settings.transport)
-        from engine.transports import connect
-
-        return connect(url, headers, self.settings.transport)
-
-    def _start(self, tg: TaskGroup, transport: Transport) -> None:
+    def _start(self, tg: TaskGroup) -> None:
         config = self.provider.prepare(self._with_tools(self._config))
         options = attrs.evolve(
             self.provider.core_options(), response_created_timeout=self.settings.response_timeout
         )
         self._conv = Conversation(config, clock=anyio.current_time, history=self._initial, options=options)
-        self._transport = transport
         self._outbox = Outbox(self.settings.outbox_size)
         self._audio = AudioIn(
             config.input_format,
@@ -239,15 +245,88 @@ class Session:
         self._runner = ToolRunner(self._tools, self._on_tool_answer)
         for kinds, callback in self._callbacks:
             self._dispatcher.add_callback(tg, kinds, callback)
-        tg.start_soon(self._read_loop, transport, name="socket reader")
-        tg.start_soon(run_writer, self._outbox, transport, name="socket writer")
         tg.start_soon(self._audio.run, name="audio in")
         tg.start_soon(self._timers.run, name="timers")
         tg.start_soon(self._runner.run, name="tool runner")
+        tg.start_soon(self._connection_loop, name="connection")
+
+    def _open_transport(self) -> Any:
+        url, headers = self.provider.endpoint()
+        if self._connector is not None:
+            return self._connector(url, headers, self.settings.transport)
+        from engine.transports import connect
+
+        return connect(url, headers, self.settings.transport)
+
+    async def _connection_loop(self) -> None:
+        """Open sockets until the session closes: connect, run, and on a drop back off and restore."""
+        attempt = 0
+        while not self._closing:
+            error: BaseException | None = None
+            planned = False
+            try:
+                async with self._open_transport() as transport:
+                    planned = await self._run_socket(transport)
+            except (TransportError, ValueError) as exc:
+                error = exc
+            if self._closing:
+                return
+            if self._ready_on_socket:
+                attempt = 0  # this socket worked; a new run of failures starts
+            attempt += 1
+            assert self._conv is not None
+            await self._apply(self._conv.connection_lost())
+            delay = 0.0
+            if not planned:
+                error = error or self._drop_reason
+                decision = self.settings.reconnect.decide(attempt, error, self._random())
+                if decision.delay is None:
+                    await self._fail(decision.reason, error)
+                    return
+                delay = decision.delay
+            self._dispatcher.publish(ev.Reconnecting(attempt=attempt, delay=delay))
+            log.info("reconnecting (attempt %d) in %.2fs", attempt, delay)
+            self._attempt = attempt
+            await self._sleep(delay)
+
+    async def _run_socket(self, transport: Transport) -> bool:
+        """Serve one socket until it drops; True if we closed it on purpose (rollover)."""
+        assert self._audio is not None and self._conv is not None
+        self._transport = transport
+        self._ready_on_socket = False
+        self._rollover = False
+        self._outbox = Outbox(self.settings.outbox_size)  # nothing queued for a dead socket survives
+        self._audio.outbox = self._outbox
+        async with anyio.create_task_group() as socket_tg:
+            socket_tg.start_soon(run_writer, self._outbox, transport, name="socket writer")
+            await self._apply(self._conv.connection_opened())
+            await self._read_loop(transport)
+            socket_tg.cancel_scope.cancel()
+        self._outbox.close()
+        return self._rollover
+
+    async def _fail(self, reason: str, error: BaseException | None) -> None:
+        log.error("giving up the session: %s", reason)
+        self._fatal = ev.Error(code="connection_failed", message=reason, fatal=True, source="server")
+        self._dispatcher.publish(self._fatal)
+        if error is not None and not self._ready.is_set():
+            self._failure = error  # connect() raises the original error (e.g. HandshakeError 401)
+        await self._shutdown(reason)
 
     async def close(self) -> None:
         """Close the session (idempotent); returns within ``settings.close_timeout``."""
         await self._shutdown("closed by the application")
+
+    async def reset(self) -> None:
+        """Start a fresh server conversation on a new socket, restoring the mirrored history."""
+        self._live()
+        await self._roll_over()
+        await self.wait_for(ev.Reconnected, timeout=self.settings.ready_timeout)
+
+    async def _roll_over(self) -> None:
+        if self._transport is not None and not self._closing:
+            self._rollover = True
+            await self._transport.aclose(1000, "rollover")
 
     async def _shutdown(self, reason: str) -> None:
         if self._closing:
@@ -268,6 +347,7 @@ class Session:
         if deadline.cancelled_caught:
             log.warning("close took longer than %ss; cancelling what is left", self.settings.close_timeout)
         self._closed.set()
+        self._ready.set()  # wake connect() if it was still waiting
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
 
@@ -347,14 +427,14 @@ class Session:
     async def _read_loop(self, transport: Transport) -> None:
         conv = self._conv
         assert conv is not None
+        self._drop_reason = None
         while True:
             try:
                 text = await transport.receive()
-            except ConnectionClosed as exc:
-                await self._lost(f"the server closed the socket ({exc.code} {exc.reason})".strip(), exc)
-                return
-            except TransportError as exc:
-                await self._lost(f"the socket failed: {exc}", exc)
+            except (ConnectionClosed, TransportError) as exc:
+                if not self._closing and not self._rollover:
+                    log.warning("socket lost: %s", exc)
+                self._drop_reason = exc
                 return
             try:
                 event = decode(text)
@@ -365,21 +445,13 @@ class Session:
             if effects:
                 await self._apply(effects)
 
-    async def _lost(self, message: str, exc: Exception) -> None:
-        if self._closing:
-            return
-        log.warning("%s", message)
-        self._fatal = ev.Error(code="connection_lost", message=message, fatal=True, source="server")
-        self._dispatcher.publish(self._fatal)
-        await self._shutdown(message)
-
     async def _apply(self, effects: list[fx.Effect], *, sending: bool = True) -> None:
         for effect in effects:
             if isinstance(effect, fx.Emit):
                 event = effect.event
                 self._dispatcher.publish(event)
                 if isinstance(event, ev.SessionReady):
-                    self._ready.set()
+                    self._on_ready()
                 elif isinstance(event, ev.Error) and event.fatal and self._fatal is None:
                     self._fatal = event
                     if self._tg is not None:
@@ -392,6 +464,16 @@ class Session:
                         log.debug("dropped a client event: the session is closing")
             else:
                 await self._apply_other(effect)
+        if self._rollover_due:
+            await self._maybe_roll_over()
+
+    def _on_ready(self) -> None:
+        self._ready_on_socket = True
+        if self._ready.is_set():
+            self._dispatcher.publish(ev.Reconnected(attempt=self._attempt))
+        self._ready.set()
+        if self.settings.max_session_duration is not None and self._timers is not None:
+            self._timers.arm(ROLLOVER_TIMER, self.settings.max_session_duration)
 
     async def _apply_other(self, effect: fx.Effect) -> None:
         if isinstance(effect, fx.StartTool):
@@ -418,8 +500,27 @@ class Session:
             await self._apply(self._conv.tool_result(call_id, output, is_error=is_error))
 
     async def _on_timer(self, name: str) -> None:
-        if self._conv is not None and not self._closing:
-            await self._apply(self._conv.timer_fired(name))
+        if self._conv is None or self._closing:
+            return
+        if name == ROLLOVER_TIMER:
+            self._rollover_due = True
+            await self._maybe_roll_over()
+            return
+        await self._apply(self._conv.timer_fired(name))
+
+    async def _maybe_roll_over(self) -> None:
+        """Roll over only between turns, so no speech or tool work is cut."""
+        conv = self._conv
+        if (
+            self._rollover_due
+            and conv is not None
+            and conv.state is State.SESSION_READY
+            and conv.phase is Phase.IDLE
+            and not conv.calls.open()
+        ):
+            self._rollover_due = False
+            log.info("rolling the session over to a new socket (max_session_duration)")
+            await self._roll_over()
 
     def _report_audio_drop(self, count: int) -> None:
         self.dropped_audio_chunks += count

@@ -6,6 +6,7 @@ from typing import Any
 
 import attrs
 
+from engine.core.reconnect import ReconnectPolicy
 from engine.transports.base import TransportSettings
 
 
@@ -28,6 +29,9 @@ class SessionSettings:
         audio_chunk_ms: size of each ``input_audio_buffer.append`` (60 ms, as Inworld's client).
         hold_limit_ms: caller audio held before the session is ready (or while reconnecting).
         hold_policy: ``drop_oldest`` or ``drop_newest`` once ``hold_limit_ms`` is exceeded.
+        reconnect: backoff and attempt limit after a dropped socket.
+        max_session_duration: seconds after which the session is rolled over to a new
+            socket between turns (providers end sessions after a time); ``None`` never.
     """
 
     transport: TransportSettings = TransportSettings()
@@ -39,6 +43,8 @@ class SessionSettings:
     audio_chunk_ms: int = attrs.field(default=60, validator=_positive)
     hold_limit_ms: int = attrs.field(default=10_000, validator=_positive)
     hold_policy: str = attrs.field(default="drop_oldest")
+    reconnect: ReconnectPolicy = ReconnectPolicy()
+    max_session_duration: float | None = None
 
     @hold_policy.validator
     def _check_policy(self, _: Any, value: str) -> None:
