@@ -1,0 +1,141 @@
+"""Per-turn latency: every timestamp of a turn on one monotonic clock (the core's).
+
+A turn runs from the end of the user's input (server VAD's ``speech_stopped``,
+or the client's ``response.create``) to the ``response.done`` that hands the
+floor back (after any tool round trips). Timestamps that did not happen stay
+``None``; nothing is ever a sentinel number (peers.md §2, item 18).
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from engine.protocol.items import Usage
+
+
+@attrs.frozen(kw_only=True)
+class TurnMetrics:
+    """Timestamps (seconds on the session's monotonic clock) and totals of one turn."""
+
+    turn: int
+    response_id: str | None = None
+    user_speech_ended: float | None = None
+    response_requested: float | None = None
+    response_created: float | None = None
+    first_audio_received: float | None = None
+    first_audio_played: float | None = None
+    response_done: float | None = None
+    tool_seconds: float | None = None
+    reconnect_seconds: float | None = None
+    usage: Usage | None = None
+
+    @property
+    def turn_start(self) -> float | None:
+        """When the user's input ended: speech end, else the client's request."""
+        return self.user_speech_ended if self.user_speech_ended is not None else self.response_requested
+
+    @property
+    def time_to_first_audio(self) -> float | None:
+        """Seconds from the end of the user's input to the first audio delta."""
+        return _span(self.turn_start, self.first_audio_received)
+
+    @property
+    def time_to_first_played(self) -> float | None:
+        """Seconds from the end of the user's input to the first played audio (needs acknowledgements)."""
+        return _span(self.turn_start, self.first_audio_played)
+
+    @property
+    def total_seconds(self) -> float | None:
+        """Seconds from the end of the user's input to the last ``response.done``."""
+        return _span(self.turn_start, self.response_done)
+
+
+def _span(start: float | None, end: float | None) -> float | None:
+    return None if start is None or end is None else end - start
+
+
+class TurnClock:
+    """Collects a turn's timestamps as the core sees them; ``finish`` returns the record."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        self._fields: dict[str, object] = {}
+        self._tool_start: float | None = None
+        self._tool_seconds = 0.0
+        self._tools_open = 0
+        self._lost_at: float | None = None
+        self._reconnect_seconds = 0.0
+
+    def mark(self, name: str, now: float, *, first: bool = True) -> None:
+        """Record ``name`` at ``now`` (only its first occurrence when ``first``)."""
+        if first and name in self._fields:
+            return
+        self._fields[name] = now
+
+    def begin(self, name: str, now: float) -> None:
+        """A new turn starts with this mark (a new user input while idle)."""
+        if "response_done" in self._fields:
+            self._reset()
+        self.mark(name, now)
+
+    def tool_started(self, now: float) -> None:
+        """A tool call started; tool time is the span while any call runs."""
+        if self._tools_open == 0:
+            self._tool_start = now
+        self._tools_open += 1
+
+    def tool_finished(self, now: float) -> None:
+        """A tool call was answered."""
+        if self._tools_open == 0:
+            return
+        self._tools_open -= 1
+        if self._tools_open == 0 and self._tool_start is not None:
+            self._tool_seconds += now - self._tool_start
+            self._tool_start = None
+
+    def connection_lost(self, now: float) -> None:
+        """The socket dropped; downtime runs until ``connection_restored``."""
+        if self._lost_at is None:
+            self._lost_at = now
+
+    def connection_restored(self, now: float) -> None:
+        """The session is ready again."""
+        if self._lost_at is not None:
+            self._reconnect_seconds += now - self._lost_at
+            self._lost_at = None
+
+    @property
+    def active(self) -> bool:
+        """True when something of a turn has been recorded."""
+        return bool(self._fields)
+
+    def finish(self, response_id: str | None, usage: Usage | None, now: float) -> TurnMetrics:
+        """Close the turn at ``response.done`` and start afresh."""
+        self._count += 1
+        fields = self._fields
+        record = TurnMetrics(
+            turn=self._count,
+            response_id=response_id,
+            user_speech_ended=_f(fields.get("user_speech_ended")),
+            response_requested=_f(fields.get("response_requested")),
+            response_created=_f(fields.get("response_created")),
+            first_audio_received=_f(fields.get("first_audio_received")),
+            first_audio_played=_f(fields.get("first_audio_played")),
+            response_done=now,
+            tool_seconds=self._tool_seconds if "tool" in fields else None,
+            reconnect_seconds=self._reconnect_seconds if "reconnect" in fields else None,
+            usage=usage,
+        )
+        self._reset()
+        return record
+
+    def note(self, name: str) -> None:
+        """Flag that something happened in this turn (``tool``, ``reconnect``)."""
+        self._fields.setdefault(name, None)
+
+
+def _f(value: object) -> float | None:
+    return value if isinstance(value, float | int) else None
