@@ -30,10 +30,30 @@ class CallLedger:
 
     def __init__(self) -> None:
         self._calls: dict[str, Call] = {}
+        self._finished: set[str] = set()  # answered and forgotten: never run again
+        self._hints: dict[str, tuple[str | None, str | None]] = {}  # call id -> (name, item id)
 
     def get(self, call_id: str) -> Call | None:
         """The call with this id, if known."""
         return self._calls.get(call_id)
+
+    def finished(self, call_id: str) -> bool:
+        """True for a call that was answered (even if since forgotten)."""
+        call = self._calls.get(call_id)
+        return call_id in self._finished or (call is not None and call.answered)
+
+    def hint(self, call_id: str, *, name: str | None, item_id: str | None) -> None:
+        """Remember what a conversation echo says about a call, without opening it.
+
+        ``conversation.item.added`` also echoes calls we restored ourselves, so it
+        must not create work; a model call is opened by its response's events.
+        """
+        if call_id in self._calls:
+            self.track(call_id, name=name, item_id=item_id)
+            return
+        if len(self._hints) >= 256:
+            self._hints.pop(next(iter(self._hints)))
+        self._hints[call_id] = (name, item_id)
 
     def track(
         self,
@@ -48,6 +68,8 @@ class CallLedger:
         call = self._calls.get(call_id)
         if call is None:
             call = self._calls[call_id] = Call(call_id)
+            hint_name, hint_item = self._hints.pop(call_id, (None, None))
+            name, item_id = name or hint_name, item_id or hint_item
         call.name = call.name or name
         call.arguments = arguments if arguments is not None else call.arguments
         call.response_id = call.response_id or response_id
@@ -82,5 +104,6 @@ class CallLedger:
         return gone
 
     def forget_answered(self) -> None:
-        """Drop answered calls (they live on in the history mirror)."""
+        """Drop answered calls (they live on in the history mirror); remember their ids."""
+        self._finished.update(k for k, c in self._calls.items() if c.answered)
         self._calls = {k: c for k, c in self._calls.items() if not c.answered}

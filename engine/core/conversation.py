@@ -56,6 +56,8 @@ from engine.core.effects import (
     StartTool,
 )
 from engine.core.history import History
+from engine.core.metrics import TurnClock
+from engine.core.playback import PlaybackLedger
 from engine.core.states import CONVERSATION_TRANSITIONS, RESPONSE_TRANSITIONS, Phase, State, build
 from engine.errors import UpdateRejected
 from engine.protocol import client as c
@@ -90,12 +92,15 @@ class CoreOptions:
             was produced (OpenAI GA); refuse it locally instead.
         server_continues_after_tools: the server starts the follow-up response
             itself after tool outputs (Inworld's ``auto_tool_response``).
+        supports_truncation: the server has ``conversation.item.truncate`` (and delete);
+            without it a barge-in still cuts the local transcript but sends nothing.
         id_prefix: prefix of client-generated item and event ids.
     """
 
     response_created_timeout: float = 10.0
     voice_locked_after_audio: bool = True
     server_continues_after_tools: bool = False
+    supports_truncation: bool = True
     id_prefix: str = "e"
 
 
@@ -136,6 +141,10 @@ class Conversation:
         self._interrupted: set[str | None] = set()
         self._audio_produced = False
         self._resume = False  # a restore must ask the model to go on
+        self._request_origin = "client"  # who asked for the response in the slot
+        self.ledger = PlaybackLedger(config.output_format.bytes_per_second / 1000)
+        self._audio_responses: list[str | None] = []  # recent responses with audio, oldest first
+        self.turns = TurnClock()
         self._announced: set[str | None] = set()
         self._user_text: dict[str | None, str] = {}
         self._counter = 0
@@ -205,8 +214,22 @@ class Conversation:
         """A socket is up; wait for ``session.created``."""
         return self._flush()
 
+    def audio_played(self, item_id: str, ms: float) -> list[Effect]:
+        """The application's speaker has played ``ms`` of item ``item_id`` (cumulative)."""
+        if self.ledger.played(item_id, ms) and ms > 0:
+            self.turns.mark("first_audio_played", self._clock())
+        return self._flush()
+
+    def _refuse_closed(self, command: str) -> bool:
+        if self.state is not State.CLOSED:
+            return False
+        self._error("session_closed", f"{command}() after the session closed", source="local")
+        return True
+
     def send_text(self, text: str) -> list[Effect]:
         """Add a user text message and ask for a response to it."""
+        if self._refuse_closed("send_text"):
+            return self._flush()
         item = Item.user_text(text, id=self._new_id("item"))
         self._send_or_hold(c.ConversationItemCreate(item=item))
         self.history.add(item)
@@ -215,6 +238,8 @@ class Conversation:
 
     def add_item(self, item: Item) -> list[Effect]:
         """Add any conversation item without asking for a response."""
+        if self._refuse_closed("add_item"):
+            return self._flush()
         if item.id is None:
             item = attrs.evolve(item, id=self._new_id("item"))
         self._send_or_hold(c.ConversationItemCreate(item=item))
@@ -228,27 +253,37 @@ class Conversation:
 
     def cancel_response(self) -> list[Effect]:
         """Cancel the response in flight (deferred until it has an id). No-op when idle."""
+        if self._refuse_closed("cancel_response"):
+            return self._flush()
         self._owed = False
         self._cancel(send=True)
         return self._flush()
 
     def interrupt(self) -> list[Effect]:
         """Cut the assistant off now, as a barge-in would, and cancel its response."""
+        if self._refuse_closed("interrupt"):
+            return self._flush()
         self._barge_in(server_cancels=False)
         return self._flush()
 
     def commit_audio(self) -> list[Effect]:
         """Commit the input buffer as a user turn (manual turns)."""
+        if self._refuse_closed("commit_audio"):
+            return self._flush()
         self._send_or_hold(c.InputAudioBufferCommit())
         return self._flush()
 
     def clear_audio(self) -> list[Effect]:
         """Discard the server's uncommitted input audio."""
+        if self._refuse_closed("clear_audio"):
+            return self._flush()
         self._send_or_hold(c.InputAudioBufferClear())
         return self._flush()
 
     def update(self, config: SessionConfig) -> list[Effect]:
         """Send a new configuration. Raises :class:`UpdateRejected` if the server would refuse it."""
+        if self._refuse_closed("update"):
+            return self._flush()
         if (
             self.options.voice_locked_after_audio
             and self._audio_produced
@@ -265,6 +300,8 @@ class Conversation:
 
     def tool_result(self, call_id: str, output: str, *, is_error: bool = False) -> list[Effect]:
         """Answer a call exactly once; the follow-up response is coalesced."""
+        if self._refuse_closed("tool_result"):
+            return self._flush()
         call = self.calls.get(call_id)
         if call is None or call.answered:
             why = "unknown call" if call is None else "call already answered"
@@ -276,7 +313,10 @@ class Conversation:
 
     def timer_fired(self, name: str) -> list[Effect]:
         """A timer armed by an ``ArmTimer`` effect expired."""
-        if name == RESPONSE_TIMER and self.phase is Phase.REQUESTED:
+        waiting = self.phase is Phase.REQUESTED or (
+            self.phase is Phase.CANCELLING and self._response_id is None
+        )
+        if name == RESPONSE_TIMER and waiting:
             self._fire_response("done")
             self._error(
                 "response_timeout",
@@ -307,6 +347,7 @@ class Conversation:
         self._fire_response("reset")
         self._response_id = None
         self._owed = False
+        self.turns.connection_lost(self._clock())
         self.history.flush_streaming()
         for call in self.calls.abandon_incomplete():
             # Arguments never completed: the call does not exist on the next socket.
@@ -360,6 +401,7 @@ class Conversation:
 
     def _restore(self) -> None:
         """Replay the mirrored conversation on a fresh server conversation."""
+        self.turns.connection_restored(self._clock())
         for item in self.history.restorable():
             self._send(c.ConversationItemCreate(item=item))
         if (self._resume or self._tool_followup) and not self.calls.open():
@@ -388,10 +430,12 @@ class Conversation:
             or code in FATAL_ERROR_CODES
             or (self.state is State.CONNECTING and (detail.param or "").startswith("session."))
         )
+        self._error(code, detail.message or "server error without a message", fatal=fatal)
         if ours and self.phase is Phase.REQUESTED:
+            # Our response.create was refused: the slot is free again.
             self._fire_response("done")
             self._out.append(CancelTimer(name=RESPONSE_TIMER))
-        self._error(code, detail.message or "server error without a message", fatal=fatal)
+            self._after_slot_freed()
 
     # ------------------------------------------------------------------ items
 
@@ -399,7 +443,8 @@ class Conversation:
         item = event.item
         if item is None:
             return
-        self._track_call(item, None)
+        if item.type == "function_call" and item.call_id:
+            self.calls.hint(item.call_id, name=item.name, item_id=item.id)
         self.history.add(item)
         if item.id not in self._announced:
             # Announced once, whichever of output_item.added / item.added came first.
@@ -409,7 +454,8 @@ class Conversation:
     def _on_item_done(self, event: s.ConversationItemDone) -> None:
         if event.item is None:
             return
-        self._track_call(event.item, None)
+        if event.item.type == "function_call" and event.item.call_id:
+            self.calls.hint(event.item.call_id, name=event.item.name, item_id=event.item.id)
         self._emit(ev.ItemUpdated(item=self.history.merge(event.item)))
 
     def _on_item_deleted(self, event: s.ConversationItemDeleted) -> None:
@@ -427,7 +473,7 @@ class Conversation:
         self.history.add(event.item)
 
     def _track_call(self, item: Item, response_id: str | None) -> None:
-        if item.type != "function_call" or not item.call_id:
+        if item.type != "function_call" or not item.call_id or self.calls.finished(item.call_id):
             return
         done = item.status == "completed" and item.arguments
         self.calls.track(
@@ -444,16 +490,17 @@ class Conversation:
         self._emit(ev.SpeechStarted(item_id=event.item_id, audio_start_ms=event.audio_start_ms))
         if self.config.turn_detection is None:
             return  # Inworld fires VAD events in manual mode too; the app owns turns.
-        if self.phase in (Phase.REQUESTED, Phase.GENERATING):
-            self._barge_in(server_cancels=self.config.server_interrupts_response)
+        self._barge_in(server_cancels=self.config.server_interrupts_response)
         self._fire("user_started")
 
     def _on_speech_stopped(self, event: s.SpeechStopped) -> None:
         self._emit(ev.SpeechStopped(item_id=event.item_id, audio_end_ms=event.audio_end_ms))
+        self.turns.begin("user_speech_ended", self._clock())
         if self.config.turn_detection is None:
             return
         if self._fire("user_stopped") and self._server_will_respond() and self.phase is Phase.IDLE:
             # A server-handled turn: the server sends response.created by itself.
+            self._request_origin = "server"
             self._fire_response("request")
             self._out.append(ArmTimer(name=RESPONSE_TIMER, delay=self.options.response_created_timeout))
 
@@ -487,6 +534,8 @@ class Conversation:
         self._fire_response("created")
         self._response_id = rid
         self._create_event_id = None
+        self._tool_followup = False  # this response sees every output sent so far
+        self.turns.mark("response_created", self._clock())
         self._emit(ev.ResponseStarted(response_id=rid))
         if cancelling:
             # The deferred cancel: now the id is known (peers.md §2, item 2).
@@ -519,8 +568,11 @@ class Conversation:
             code = error.get("code") if isinstance(error, dict) else None
             message = error.get("message") if isinstance(error, dict) else None
             self._error(str(code or "response_failed"), str(message or response.status_details))
+        self.turns.add_usage(event.effective_usage)
         self._settle_calls(response.id)
         self._after_slot_freed()
+        if self._resp.state == Phase.IDLE and not self.calls.open():  # the turn is over
+            self._emit(ev.TurnMetrics(**self.turns.finish(response.id, self._clock())))
 
     def _settle_calls(self, response_id: str | None) -> None:
         """Start calls whose arguments only ``response.done`` completed; answer the abandoned."""
@@ -559,7 +611,7 @@ class Conversation:
             return  # the response was cut off; its late audio must not play
         try:
             pcm = binascii.a2b_base64(event.delta, strict_mode=True)
-        except binascii.Error as exc:
+        except (binascii.Error, ValueError) as exc:
             self._error(
                 "invalid_audio",
                 f"audio delta for item {event.item_id} is not base64: {exc}",
@@ -567,6 +619,14 @@ class Conversation:
             )
             return
         self._audio_produced = True
+        now = self._clock()
+        rid = event.response_id
+        if not self.ledger.has_audio(rid):
+            self.turns.mark("first_audio_received", now)
+            self._audio_responses.append(rid)
+            while len(self._audio_responses) > 2:
+                self.ledger.forget(self._audio_responses.pop(0))
+        self.ledger.received(rid, event.item_id, len(pcm), now)
         self._emit(
             ev.AudioOut(
                 pcm=pcm,
@@ -623,7 +683,7 @@ class Conversation:
             self._error("invalid_event", "function_call_arguments.done without call_id", source="protocol")
             return
         known = self.calls.get(event.call_id)
-        if known is not None and known.started:
+        if self.calls.finished(event.call_id) or (known is not None and known.started):
             self._error(
                 "duplicate_event", f"arguments for call {event.call_id} arrived twice", source="protocol"
             )
@@ -640,6 +700,7 @@ class Conversation:
     def _start(self, call_id: str) -> None:
         call = self.calls.track(call_id)
         call.started = True
+        self.turns.tool_started(self._clock())
         name = call.name or ""
         arguments = call.arguments or ""
         self.history.record_call(call.item_id, call_id, name, arguments)
@@ -648,6 +709,8 @@ class Conversation:
 
     def _answer(self, call_id: str, output: str, *, is_error: bool) -> None:
         call = self.calls.track(call_id)
+        if call.started:
+            self.turns.tool_finished(self._clock())
         call.answered = True
         item = Item.function_call_output(call_id, output, id=self._new_id("item"))
         self._send_or_hold(c.ConversationItemCreate(item=item))
@@ -665,6 +728,7 @@ class Conversation:
     def _continue_after_tools(self) -> None:
         self.calls.forget_answered()
         if self.options.server_continues_after_tools:
+            self._request_origin = "server"
             self._fire_response("request")  # expected from the server, not sent
             self._out.append(ArmTimer(name=RESPONSE_TIMER, delay=self.options.response_created_timeout))
             self._fire("tools_answered")
@@ -687,6 +751,8 @@ class Conversation:
         event_id = self._new_id("evt_resp")
         self._create_event_id = event_id
         self._send(c.ResponseCreate(response=params, event_id=event_id))
+        self._request_origin = "client"
+        self.turns.begin("response_requested", self._clock())
         self._fire_response("request")
         self._out.append(ArmTimer(name=RESPONSE_TIMER, delay=self.options.response_created_timeout))
         self._fire("respond")
@@ -694,6 +760,11 @@ class Conversation:
     def _cancel(self, *, send: bool) -> bool:
         """Move the slot to cancelling; send ``response.cancel`` once the id is known."""
         phase = self.phase
+        if phase is Phase.REQUESTED and self._request_origin == "server" and not send:
+            # The server had not started the reply it owed; with the user talking it will not.
+            self._fire_response("done")
+            self._out.append(CancelTimer(name=RESPONSE_TIMER))
+            return True
         if phase not in (Phase.REQUESTED, Phase.GENERATING):
             return False
         self._fire_response("cancel")
@@ -701,19 +772,52 @@ class Conversation:
             self._interrupted.add(self._response_id)
             if send:
                 self._send(c.ResponseCancel(response_id=self._response_id))
-        # From REQUESTED the cancel is deferred: _on_response_created sends it.
+        # From REQUESTED the cancel is deferred until response.created names the response;
+        # the response timer still runs, so a response that never comes frees the slot.
         return True
 
     def _barge_in(self, *, server_cancels: bool) -> None:
-        rid = self._response_id
+        """The user cut in: report it, drop queued audio, truncate what was not heard, cancel."""
         self._owed = False
-        if self.phase in (Phase.REQUESTED, Phase.GENERATING):
-            self._emit(ev.Interrupted(item_id=self.history.last_assistant_id(), response_id=rid))
-            self._out.append(DropAudioOut(response_id=rid))
-            self._cancel(send=not server_cancels)
-        running = tuple(call.call_id for call in self.calls.running(rid))
+        now = self._clock()
+        active = self.phase in (Phase.REQUESTED, Phase.GENERATING)
+        target = (
+            self._response_id if active else (self._audio_responses[-1] if self._audio_responses else None)
+        )
+        playing = not active and target is not None and self.ledger.still_playing(target, now)
+        if active or playing:
+            cuts = self.ledger.cuts(target, now)
+            first = cuts[0] if cuts else None
+            self._emit(
+                ev.Interrupted(
+                    item_id=first.item_id if first else None,
+                    response_id=target,
+                    played_ms=first.played_ms if first else 0,
+                )
+            )
+            self._out.append(DropAudioOut(response_id=target))
+            if active:
+                self._cancel(send=not server_cancels)
+            for cut in cuts:
+                self._cut(cut.item_id, cut.played_ms, cut.received_ms)
+            self.ledger.forget(target)
+        running = tuple(call.call_id for call in self.calls.running(self._response_id))
         if running:
             self._out.append(CancelTools(call_ids=running, reason="interrupted"))
+
+    def _cut(self, item_id: str, played_ms: int, received_ms: int) -> None:
+        """Make the server and the mirror forget what the user did not hear."""
+        if self.options.supports_truncation:
+            if played_ms <= 0:
+                self._send(c.ConversationItemDelete(item_id=item_id))
+            else:
+                self._send(
+                    c.ConversationItemTruncate(item_id=item_id, content_index=0, audio_end_ms=played_ms)
+                )
+        if played_ms <= 0:
+            self.history.remove(item_id)
+        else:
+            self.history.cut_heard(item_id, played_ms / received_ms)
 
     # ------------------------------------------------------------------ guards
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import attrs
 
+from engine.core.metrics import TurnMetrics
 from engine.core.states import Phase, State
 from engine.protocol.items import Item, Usage
 
@@ -209,6 +210,7 @@ UserEvent = (
     | Error
     | Reconnecting
     | Reconnected
+    | TurnMetrics
     | Closed
 )
 
@@ -233,6 +235,7 @@ __all__ = [
     "StateChanged",
     "ToolCall",
     "ToolResult",
+    "TurnMetrics",
     "UserEvent",
     "UserTranscript",
 ]

@@ -21,6 +21,7 @@ class History:
         self._items: dict[str, Item] = {}
         self._text: dict[str, str] = {}  # streaming assistant text by item id
         self._last_assistant: str | None = None
+        self._cut: set[str] = set()  # items cut to what was heard: server copies do not undo that
         self._anonymous = 0
         for item in initial:
             self.add(item)
@@ -57,7 +58,7 @@ class History:
         if item_id is None:
             return item
         old = self._items.get(item_id)
-        if old is not None and not item.text and old.text:
+        if old is not None and ((not item.text and old.text) or item_id in self._cut):
             item = attrs.evolve(item, content=old.content)
         self._items[item_id] = item
         return item
@@ -67,6 +68,7 @@ class History:
         if item_id is not None:
             self._items.pop(item_id, None)
             self._text.pop(item_id, None)
+            self._cut.discard(item_id)
 
     def set_transcript(self, item_id: str | None, text: str) -> None:
         """Record the final transcript of a user audio item."""
@@ -124,6 +126,19 @@ class History:
             if restored is not None:
                 out.append(restored)
         return out
+
+    def cut_heard(self, item_id: str, fraction: float) -> None:
+        """Keep the part of an assistant item's text the user heard (by audio fraction, whole words)."""
+        text = self._text.get(item_id)
+        if text is None:
+            item = self.get(item_id)
+            text = item.text if item is not None else ""
+        self._cut.add(item_id)
+        keep = int(len(text) * max(0.0, min(1.0, fraction)))
+        if keep < len(text):
+            space = text.rfind(" ", 0, keep + 1)
+            keep = space if space > 0 else keep
+        self.cut_text(item_id, text[:keep].rstrip())
 
     def last_assistant_id(self) -> str | None:
         """The most recent assistant message id."""

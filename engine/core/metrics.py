@@ -8,6 +8,8 @@ floor back (after any tool round trips). Timestamps that did not happen stay
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 
 from engine.protocol.items import Usage
@@ -63,6 +65,7 @@ class TurnClock:
 
     def _reset(self) -> None:
         self._fields: dict[str, object] = {}
+        self._usage: Usage | None = None
         self._tool_start: float | None = None
         self._tool_seconds = 0.0
         self._tools_open = 0
@@ -81,8 +84,14 @@ class TurnClock:
             self._reset()
         self.mark(name, now)
 
+    def add_usage(self, usage: Usage | None) -> None:
+        """Add one response's token usage to the turn's."""
+        if usage is not None:
+            self._usage = usage if self._usage is None else _sum_usage(self._usage, usage)
+
     def tool_started(self, now: float) -> None:
         """A tool call started; tool time is the span while any call runs."""
+        self._fields.setdefault("tool", None)
         if self._tools_open == 0:
             self._tool_start = now
         self._tools_open += 1
@@ -98,6 +107,7 @@ class TurnClock:
 
     def connection_lost(self, now: float) -> None:
         """The socket dropped; downtime runs until ``connection_restored``."""
+        self._fields.setdefault("reconnect", None)
         if self._lost_at is None:
             self._lost_at = now
 
@@ -112,29 +122,40 @@ class TurnClock:
         """True when something of a turn has been recorded."""
         return bool(self._fields)
 
-    def finish(self, response_id: str | None, usage: Usage | None, now: float) -> TurnMetrics:
-        """Close the turn at ``response.done`` and start afresh."""
+    def finish(self, response_id: str | None, now: float) -> dict[str, Any]:
+        """Close the turn at ``response.done``: the fields of its ``TurnMetrics``; start afresh."""
         self._count += 1
         fields = self._fields
-        record = TurnMetrics(
-            turn=self._count,
-            response_id=response_id,
-            user_speech_ended=_f(fields.get("user_speech_ended")),
-            response_requested=_f(fields.get("response_requested")),
-            response_created=_f(fields.get("response_created")),
-            first_audio_received=_f(fields.get("first_audio_received")),
-            first_audio_played=_f(fields.get("first_audio_played")),
-            response_done=now,
-            tool_seconds=self._tool_seconds if "tool" in fields else None,
-            reconnect_seconds=self._reconnect_seconds if "reconnect" in fields else None,
-            usage=usage,
-        )
+        record: dict[str, Any] = {
+            "turn": self._count,
+            "response_id": response_id,
+            "user_speech_ended": _f(fields.get("user_speech_ended")),
+            "response_requested": _f(fields.get("response_requested")),
+            "response_created": _f(fields.get("response_created")),
+            "first_audio_received": _f(fields.get("first_audio_received")),
+            "first_audio_played": _f(fields.get("first_audio_played")),
+            "response_done": now,
+            "tool_seconds": self._tool_seconds if "tool" in fields else None,
+            "reconnect_seconds": self._reconnect_seconds if "reconnect" in fields else None,
+            "usage": self._usage,
+        }
         self._reset()
         return record
 
     def note(self, name: str) -> None:
         """Flag that something happened in this turn (``tool``, ``reconnect``)."""
         self._fields.setdefault(name, None)
+
+
+def _sum_usage(a: Usage, b: Usage) -> Usage:
+    def add(x: int | None, y: int | None) -> int | None:
+        return None if x is None and y is None else (x or 0) + (y or 0)
+
+    return Usage(
+        total_tokens=add(a.total_tokens, b.total_tokens),
+        input_tokens=add(a.input_tokens, b.input_tokens),
+        output_tokens=add(a.output_tokens, b.output_tokens),
+    )
 
 
 def _f(value: object) -> float | None:

@@ -2,7 +2,7 @@
 
 They come from protocol.md §3.3 and §6 and from the pain points in peers.md §2
 (1-4: the single response slot; 10: every call answered once; 21: voice locks).
-Tests marked ``xfail(strict=True)`` expose engine bugs described in their reason.
+The tests in the last section pin down engine bugs found (and fixed) while writing them.
 """
 
 from __future__ import annotations
@@ -284,7 +284,7 @@ def test_failed_response_is_an_error() -> None:
         "error": {"type": "server_error", "code": "model_overloaded", "message": "busy"},
     }
     out = d.server("response.done", response=response("resp_1", "failed", status_details=details))
-    assert emitted_types(out) == ["ResponseDone", "Error", "StateChanged"]
+    assert emitted_types(out) == ["ResponseDone", "Error", "StateChanged", "TurnMetrics"]
     [error] = errors(out)
     assert (error.code, error.message, error.fatal) == ("model_overloaded", "busy", False)
     assert d.where == (C.SESSION_READY, P.IDLE)
@@ -420,11 +420,6 @@ _AFTER_CLOSE: dict[str, Callable[[Conversation], list[Effect]]] = {
     "cancel_response": lambda c: c.cancel_response(),
     "update": lambda c: c.update(SessionConfig(instructions="late")),
 }
-_SENDS_AFTER_CLOSE = pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: close() leaves the response phase as it was, and interrupt()/cancel_response() "
-    "still run _cancel(send=True), so a response.cancel is emitted after close",
-)
 
 
 @pytest.mark.parametrize(
@@ -433,8 +428,8 @@ _SENDS_AFTER_CLOSE = pytest.mark.xfail(
         "commit_audio",
         "clear_audio",
         "add_item",
-        pytest.param("interrupt", marks=_SENDS_AFTER_CLOSE),
-        pytest.param("cancel_response", marks=_SENDS_AFTER_CLOSE),
+        "interrupt",
+        "cancel_response",
         "update",
     ],
 )
@@ -447,11 +442,6 @@ def test_nothing_is_sent_after_close(name: str) -> None:
     assert d.conv.state is C.CLOSED
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: commit_audio/clear_audio/add_item/interrupt/cancel_response/update after close "
-    "are silently ignored instead of being reported as a non-fatal Error",
-)
 @pytest.mark.parametrize("name", sorted(_AFTER_CLOSE))
 def test_command_after_close_is_reported(name: str) -> None:
     """Every command after close is reported, as send_text is."""
@@ -572,14 +562,9 @@ def test_manual_turn_needs_commit_and_create() -> None:
     assert d.where == (C.RESPONDING, P.REQUESTED)
 
 
-# ------------------------------------------------------------------ engine bugs (strict xfails)
+# ------------------------------------------------------------------ regressions of fixed engine bugs
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: a tool answered during a barge-in sets _tool_followup while user_speaking; the "
-    "flag survives the server-handled turn, so the next response.done sends a spurious response.create",
-)
 def test_tool_answered_during_barge_in_gets_no_extra_response() -> None:
     """The server-handled turn after a barge-in already carries the tool output: no extra create."""
     d = _ready(SessionConfig(tools=(WEATHER,)))
@@ -601,12 +586,6 @@ def test_tool_answered_during_barge_in_gets_no_extra_response() -> None:
     assert d.where == (C.SESSION_READY, P.IDLE)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: the server's conversation.item.added echo of a restored function_call item "
-    "creates a new open call (no response id, never settled), so calls.open() blocks every "
-    "response.create forever",
-)
 def test_restored_function_call_does_not_block_responses() -> None:
     """History with an answered call: its echo must not be mistaken for a new, open call."""
     history = (
@@ -627,12 +606,6 @@ def test_restored_function_call_does_not_block_responses() -> None:
     assert sent_types(out) == ["conversation.item.create", "response.create"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: forget_answered() drops answered calls from the ledger, so a duplicated "
-    "response.function_call_arguments.done for an answered call starts the tool again and a second "
-    "function_call_output for the same call_id is sent",
-)
 def test_duplicate_arguments_done_after_answer_runs_nothing() -> None:
     """A late duplicate of arguments.done must not re-run an answered call."""
     d = _generating(SessionConfig(tools=(WEATHER,)))
@@ -652,13 +625,6 @@ def test_duplicate_arguments_done_after_answer_runs_nothing() -> None:
     assert [o["call_id"] for o in outputs(d.take())] == ["call_1"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: when response.created is lost (undecodable), a call answered while the slot is "
-    "idle triggers _continue_after_tools, which forgets the answered call; the response's own "
-    "output_item.done then re-tracks it and its response.done starts it again (second StartTool, "
-    "second function_call_output for the same call_id)",
-)
 def test_missed_response_created_does_not_rerun_calls() -> None:
     """A garbled response.created must not make the core run and answer a call twice."""
     d = _ready(SessionConfig(tools=(WEATHER,)))
@@ -674,12 +640,6 @@ def test_missed_response_created_does_not_rerun_calls() -> None:
     assert [o["call_id"] for o in outputs(d.take())] == ["call_1"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: a barge-in while a server-handled turn is still `requested` moves the slot to "
-    "`cancelling` with no id; the response timer is ignored there, so if the server never creates "
-    "that response the slot never frees, and the next turn's response.created is cancelled",
-)
 def test_barge_in_before_server_response_does_not_cancel_the_next_turn() -> None:
     """The user resumes before the server created its response; the next turn's reply must survive."""
     d = _ready()
@@ -695,11 +655,6 @@ def test_barge_in_before_server_response_does_not_cancel_the_next_turn() -> None
     assert d.where == (C.RESPONDING, P.GENERATING)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: an error answering our own response.create frees the slot (phase idle) but "
-    "never calls _after_slot_freed: the state stays `responding` and an owed request is lost",
-)
 def test_refused_response_create_frees_the_floor() -> None:
     """Our response.create refused: like a timeout, the floor goes back and owed work proceeds."""
     d = _ready()
@@ -733,12 +688,6 @@ def test_tool_answered_while_reconnecting_continues_after_restore() -> None:
     assert d.where == (C.RESPONDING, P.REQUESTED)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: after a restore the server echoes the replayed function_call item; the call was "
-    "answered and forgotten, so the echo creates a new open call that is never settled and "
-    "calls.open() blocks every later response.create",
-)
 def test_restore_echo_of_an_answered_call_does_not_block_responses() -> None:
     """Reconnect after a finished tool round: the replayed call's echo must not reopen it."""
     d = _generating(SessionConfig(tools=(WEATHER,)))
@@ -757,11 +706,6 @@ def test_restore_echo_of_an_answered_call_does_not_block_responses() -> None:
     assert sent_types(out) == ["conversation.item.create", "response.create"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: _on_audio_delta catches only binascii.Error, but a2b_base64 raises a plain "
-    "ValueError for a non-ASCII str, so the exception escapes Conversation.receive",
-)
 def test_non_ascii_audio_delta_is_a_protocol_error() -> None:
     """Garbage audio is reported as invalid_audio, never raised."""
     d = _generating()

@@ -166,6 +166,15 @@ def test_a_voice_turn_with_server_vad() -> None:
             usage=Usage(total_tokens=120, input_tokens=80, output_tokens=40),
         ),
         _changed(C.RESPONDING, C.SESSION_READY),
+        ev.TurnMetrics(
+            turn=1,
+            response_id="resp_1",
+            user_speech_ended=0.0,
+            response_created=0.0,
+            first_audio_received=0.0,
+            response_done=0.0,
+            usage=Usage(total_tokens=120, input_tokens=80, output_tokens=40),
+        ),
     ]
     assert d.where == (C.SESSION_READY, P.IDLE)
     assert d.conv.response_id is None
@@ -258,6 +267,9 @@ def test_b_text_turn_with_text_modality() -> None:
     assert emitted(out) == [
         ev.ResponseDone(response_id="resp_1", status="completed"),
         _changed(C.RESPONDING, C.SESSION_READY),
+        ev.TurnMetrics(
+            turn=1, response_id="resp_1", response_requested=0.0, response_created=0.0, response_done=0.0
+        ),
     ]
     assert sent(out) == []
     assert d.where == (C.SESSION_READY, P.IDLE)
@@ -451,7 +463,16 @@ def _speaking_driver(config: SessionConfig | None = None) -> Driver:
     out = d.audio("resp_1", "item_a1", pcm_b64(960), "Let me tell you")
     assert emitted_types(out) == ["AudioOut", "AssistantTranscript"]
     d.take()
+    d.clock.now += 0.012  # 12 of the 20 ms received have played (no acknowledgements: the clock)
     return d
+
+
+TRUNCATE_12 = {
+    "type": "conversation.item.truncate",
+    "item_id": "item_a1",
+    "content_index": 0,
+    "audio_end_ms": 12,
+}
 
 
 def test_d_barge_in_server_cancels() -> None:
@@ -461,11 +482,13 @@ def test_d_barge_in_server_cancels() -> None:
     out = d.server("input_audio_buffer.speech_started", item_id="item_u2", audio_start_ms=5000)
     assert emitted(out) == [
         ev.SpeechStarted(item_id="item_u2", audio_start_ms=5000),
-        ev.Interrupted(item_id="item_a1", response_id="resp_1"),
+        ev.Interrupted(item_id="item_a1", response_id="resp_1", played_ms=12),
         _changed(C.RESPONDING, C.USER_SPEAKING),
     ]
     assert of_type(out, DropAudioOut) == [DropAudioOut(response_id="resp_1")]
-    assert sent(out) == []  # interrupt_response=True: the server cancels by itself
+    # interrupt_response=True: the server cancels by itself; we only truncate to what was heard.
+    assert sent(out) == [TRUNCATE_12]
+    assert d.conv.history.get("item_a1").text == "Let me"
     assert d.where == (C.USER_SPEAKING, P.CANCELLING)
 
     # Late deltas of the cut-off response are discarded.
@@ -487,13 +510,21 @@ def test_d_barge_in_server_cancels() -> None:
                 object="realtime.item",
                 status="incomplete",
                 role="assistant",
-                content=(ContentPart(type="output_audio", transcript="Let me tell you about the"),),
+                content=(ContentPart(type="output_audio", transcript="Let me"),),
             )
         ),
         ev.ResponseDone(
             response_id="resp_1",
             status="cancelled",
             status_details={"type": "cancelled", "reason": "turn_detected"},
+        ),
+        ev.TurnMetrics(
+            turn=1,
+            response_id="resp_1",
+            user_speech_ended=0.0,
+            response_created=0.0,
+            first_audio_received=0.0,
+            response_done=0.012,
         ),
     ]
     assert sent(out) == []
@@ -513,14 +544,14 @@ def test_d_barge_in_server_cancels() -> None:
     ]
     d.finish_reply("resp_2", "item_a2", "Sure.")
     assert d.where == (C.SESSION_READY, P.IDLE)
-    assert sent(d.take()) == []
+    assert sent(d.take()) == [TRUNCATE_12]  # nothing else, and no response.create for the VAD turn
 
 
 def test_d_barge_in_without_server_interrupt_sends_cancel() -> None:
     """With interrupt_response=False the client cancels the response by id."""
     d = _speaking_driver(SessionConfig(turn_detection=SemanticVad(interrupt_response=False)))
     out = d.server("input_audio_buffer.speech_started", item_id="item_u2", audio_start_ms=5000)
-    assert sent(out) == [{"type": "response.cancel", "response_id": "resp_1"}]
+    assert sent(out) == [{"type": "response.cancel", "response_id": "resp_1"}, TRUNCATE_12]
     assert emitted_types(out) == ["SpeechStarted", "Interrupted", "StateChanged"]
     assert of_type(out, DropAudioOut) == [DropAudioOut(response_id="resp_1")]
     assert d.where == (C.USER_SPEAKING, P.CANCELLING)
@@ -532,13 +563,14 @@ def test_d_interrupt_command() -> None:
     """interrupt() emits Interrupted and sends response.cancel; response.done frees the floor."""
     d = _speaking_driver()
     out = d.do(d.conv.interrupt())
-    assert emitted(out) == [ev.Interrupted(item_id="item_a1", response_id="resp_1")]
-    assert sent(out) == [{"type": "response.cancel", "response_id": "resp_1"}]
+    assert emitted(out) == [ev.Interrupted(item_id="item_a1", response_id="resp_1", played_ms=12)]
+    assert sent(out) == [{"type": "response.cancel", "response_id": "resp_1"}, TRUNCATE_12]
     assert of_type(out, DropAudioOut) == [DropAudioOut(response_id="resp_1")]
     assert d.where == (C.RESPONDING, P.CANCELLING)
     assert d.audio("resp_1", "item_a1", pcm_b64(960)) == []
     out = d.finish_reply("resp_1", "item_a1", "Let me", status="cancelled")
-    assert emitted(out)[-1] == _changed(C.RESPONDING, C.SESSION_READY)
+    assert emitted(out)[-2] == _changed(C.RESPONDING, C.SESSION_READY)
+    assert isinstance(emitted(out)[-1], ev.TurnMetrics)
     assert d.where == (C.SESSION_READY, P.IDLE)
 
 
