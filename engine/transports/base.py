@@ -14,6 +14,8 @@ from typing import Protocol
 
 import attrs
 
+from engine.errors import TransportError
+
 
 @attrs.frozen(kw_only=True)
 class TransportSettings:
@@ -64,3 +66,38 @@ class Connector(Protocol):
     def __call__(
         self, url: str, headers: Mapping[str, str], settings: TransportSettings
     ) -> AbstractAsyncContextManager[Transport]: ...
+
+
+class ServerApp(Protocol):
+    """What a server runs for each WebSocket: a handshake check, then a handler.
+
+    The same app serves real sockets (:func:`engine.transports.listen.serve`) and
+    in-memory ones (:class:`engine.transports.memory.MemoryConnector`).
+    """
+
+    def check_handshake(self, path: str, headers: Mapping[str, str]) -> tuple[int, str] | None:
+        """Return ``(status, body)`` to refuse the upgrade, or ``None`` to accept.
+
+        ``path`` includes the query string; ``headers`` is case-insensitive.
+        """
+        ...
+
+    async def handle(self, transport: Transport, path: str, headers: Mapping[str, str]) -> None:
+        """Run one accepted connection; the server closes it when this returns."""
+        ...
+
+
+def as_text(message: str | bytes) -> str:
+    """Return a received message as text.
+
+    Realtime APIs speak JSON in text frames, but some servers put the same JSON
+    in binary frames, so a binary frame is decoded as UTF-8 rather than refused;
+    one that is not valid UTF-8 raises :class:`~engine.errors.TransportError`
+    (the connection stays open: the caller decides whether to close it).
+    """
+    if isinstance(message, str):
+        return message
+    try:
+        return message.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise TransportError(f"binary frame of {len(message)} bytes is not UTF-8 text") from exc
