@@ -1,13 +1,16 @@
 """engine: voice agents on realtime speech-to-speech WebSocket APIs, under trio or asyncio.
 
-Start with :class:`Session`; see the README for a walk-through.
+Start with :class:`Session`; see the README for a walk-through. The runtime
+(anyio, sockets) is imported on first use, so ``import engine`` stays cheap and
+the pure core (``engine.protocol``, ``engine.core``) can be used without it.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from engine import events
-from engine.actors.session import Session
-from engine.actors.settings import SessionSettings
 from engine.core.states import Phase, State
 from engine.errors import (
     ConnectionClosed,
@@ -31,12 +34,33 @@ from engine.protocol.config import (
 from engine.protocol.items import Item
 from engine.providers import Inworld, OpenAI, Secret
 from engine.tools import Tool
-from engine.transports.base import TransportSettings
+
+if TYPE_CHECKING:
+    from engine.actors.session import Session
+    from engine.actors.settings import SessionSettings
+    from engine.core.reconnect import ReconnectPolicy
+    from engine.transports.base import TransportSettings
+
+_LAZY = {
+    "Session": "engine.actors.session",
+    "SessionSettings": "engine.actors.settings",
+    "ReconnectPolicy": "engine.core.reconnect",
+    "TransportSettings": "engine.transports.base",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'engine' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 
 def diagram() -> str:
     """The Mermaid diagram of the conversation and response state machines."""
-    from engine.core.states import diagram as _diagram
+    from engine.core.diagram import diagram as _diagram
 
     return _diagram()
 
@@ -53,6 +77,7 @@ __all__ = [
     "OpenAI",
     "Phase",
     "ProtocolError",
+    "ReconnectPolicy",
     "ResponseParams",
     "Secret",
     "SemanticVad",

@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 def write_diagram(folder: Path) -> list[Path]:
     """Write ``conversation.mmd`` (and ``conversation.svg`` when Graphviz is installed)."""
-    from engine.core.states import diagram
+    from engine.core.diagram import diagram
 
     folder.mkdir(parents=True, exist_ok=True)
     written = [folder / "conversation.mmd"]
@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     d = sub.add_parser("diagram", help="write the state diagram into diagrams/")
     d.add_argument("--out", type=Path, default=Path("diagrams"))
-    args, rest = parser.parse_known_args(argv)
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "diagram":
         for path in write_diagram(args.out):

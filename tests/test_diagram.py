@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import engine
-from engine.core.states import CONVERSATION_TRANSITIONS, RESPONSE_TRANSITIONS, Phase, State, diagram
+from engine.core.diagram import diagram
+from engine.core.states import CONVERSATION_TRANSITIONS, RESPONSE_TRANSITIONS, Phase, State
 
 DIAGRAM = Path(__file__).resolve().parent.parent / "diagrams" / "conversation.mmd"
 

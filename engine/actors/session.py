@@ -37,7 +37,8 @@ from engine.actors.tool_runner import ToolRunner, error_output
 from engine.core import effects as fx
 from engine.core import events as ev
 from engine.core.conversation import Conversation
-from engine.core.states import Phase, State, diagram
+from engine.core.diagram import diagram
+from engine.core.states import Phase, State
 from engine.errors import ConnectionClosed, EngineError, ProtocolError, SessionClosed, TransportError
 from engine.protocol.client import ResponseParams
 from engine.protocol.codec import decode, encode

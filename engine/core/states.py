@@ -20,7 +20,7 @@ machines rather than one large one:
 
 The tables below are the only definition of both. The runtime builds plain
 ``transitions.Machine`` objects from them, and :func:`diagram` draws the same
-tables with ``transitions``' Mermaid engine, so the picture in ``diagrams/``
+tables with ``transitions``' Mermaid engine (:mod:`engine.core.diagram`), so the picture in ``diagrams/``
 cannot drift from the code (a test compares them). Guards (``conditions``) are
 names of predicates on :class:`~engine.core.conversation.Conversation`.
 """
@@ -31,8 +31,6 @@ import enum
 from typing import Any
 
 from transitions import Machine
-from transitions.extensions import HierarchicalGraphMachine
-from transitions.extensions.nesting import NestedState
 
 
 class State(enum.StrEnum):
@@ -115,14 +113,14 @@ def build(
     return Machine(
         model=model,
         states=[s.value for s in states],
-        transitions=[_values(t) for t in table],
+        transitions=[values(t) for t in table],
         initial=initial.value,
         auto_transitions=False,
         send_event=False,
     )
 
 
-def _values(transition: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def values(transition: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """Enum members to plain names (``transitions`` keys states by name)."""
 
     def name(s: Any) -> Any:
@@ -135,47 +133,3 @@ def _values(transition: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out["source"] = [name(s) for s in source] if isinstance(source, list) else name(source)
     out["dest"] = name(transition["dest"])
     return out
-
-
-class _DiagramState(NestedState):
-    # Our state names contain "_", the default nesting separator.
-    separator = "__"
-
-
-class _DiagramMachine(HierarchicalGraphMachine):
-    state_cls = _DiagramState
-
-
-def _graph_source(table_prefix: dict[str, list[dict[str, Any]]]) -> str:
-    class _Model:
-        pass
-
-    model = _Model()
-    _DiagramMachine(
-        model=model,
-        states=[
-            {"name": "conversation", "children": [s.value for s in State], "initial": State.CONNECTING.value},
-            {"name": "response", "children": [s.value for s in Phase], "initial": Phase.IDLE.value},
-        ],
-        transitions=[_values(t, prefix) for prefix, table in table_prefix.items() for t in table],
-        initial="conversation",
-        auto_transitions=False,
-        graph_engine="mermaid",
-        show_conditions=True,
-        title="engine conversation",
-    )
-    source: str = model.get_graph().source  # type: ignore[attr-defined]
-    return source
-
-
-def diagram(state: State | None = None, phase: Phase | None = None) -> str:
-    """The Mermaid text of both machines; with ``state``/``phase``, those are highlighted."""
-    text = (
-        _graph_source(
-            {"conversation__": CONVERSATION_TRANSITIONS, "response__": RESPONSE_TRANSITIONS}
-        ).rstrip()
-        + "\n"
-    )
-    marks = [] if state is None else [f"conversation__{state.value}"]
-    marks += [] if phase is None else [f"response__{phase.value}"]
-    return text + "".join(f"  class {m} s_active\n" for m in marks)

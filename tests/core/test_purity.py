@@ -3,7 +3,7 @@
 Two import probes run in a fresh interpreter. The first imports the modules the
 normal way; the second installs a bare ``engine`` package first, so only the
 import graph of ``engine.core`` and ``engine.protocol`` themselves is measured.
-Both currently fail for the engine bugs named in their ``xfail`` reasons.
+
 """
 
 from __future__ import annotations
@@ -50,11 +50,6 @@ def _loaded_after(*modules: str, bare_package: bool = False) -> set[str]:
     return set(json.loads(result.stdout))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: engine/__init__.py eagerly imports engine.actors.session (anyio, trio, sniffio, "
-    "websockets...), so importing engine.core.conversation loads the whole I/O runtime",
-)
 def test_core_and_protocol_import_no_io() -> None:
     """Importing the conversation core and the protocol package loads no I/O library."""
     loaded = _loaded_after(*PURE_MODULES)
@@ -62,12 +57,6 @@ def test_core_and_protocol_import_no_io() -> None:
     assert sorted(loaded & FORBIDDEN_MODULES) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: engine/core/states.py imports transitions.extensions at module level (for the "
-    "diagram only); that package's __init__ imports transitions.extensions.asyncio, which imports "
-    "asyncio and with it socket",
-)
 def test_core_own_imports_are_pure() -> None:
     """Without the package __init__, the core's own import graph loads no I/O library."""
     loaded = _loaded_after(*PURE_MODULES, bare_package=True)
