@@ -21,6 +21,7 @@ from engine.core.events import (
     StateChanged,
     ToolCall,
     ToolResult,
+    TurnMetrics,
     UserEvent,
     UserTranscript,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "StateChanged",
     "ToolCall",
     "ToolResult",
+    "TurnMetrics",
     "UserEvent",
     "UserTranscript",
 ]

@@ -15,7 +15,8 @@ from urllib.parse import urlencode
 import attrs
 
 from engine.core.conversation import CoreOptions
-from engine.protocol.config import ConfigError, SessionConfig, Transcription
+from engine.profiles import INWORLD, OPENAI, Profile
+from engine.protocol.config import SessionConfig, Transcription
 
 INWORLD_URL = "wss://api.inworld.ai/api/v1/realtime/session"
 OPENAI_URL = "wss://api.openai.com/v1/realtime"
@@ -58,6 +59,7 @@ class Provider(Protocol):
     """What the session needs from a provider."""
 
     name: str
+    profile: Profile
 
     def endpoint(self) -> tuple[str, dict[str, str]]:
         """URL (with query) and headers for one new connection."""
@@ -88,6 +90,7 @@ class Inworld:
     auth: Literal["basic", "bearer"] = attrs.field(default="basic")
     sdk_name: str = "engine"
     name: str = attrs.field(default="inworld", init=False)
+    profile: Profile = INWORLD
 
     @auth.validator
     def _check_auth(self, _: Any, value: str) -> None:
@@ -102,6 +105,7 @@ class Inworld:
 
     def prepare(self, config: SessionConfig) -> SessionConfig:
         """Inworld's defaults (protocol.md §4.3) for unset fields; the client answers tools."""
+        self.profile.check(config)
         provider_data: dict[str, Any] = {
             "metadata": {"sdk": self.sdk_name},
             "auto_tool_response": False,
@@ -117,8 +121,8 @@ class Inworld:
         )
 
     def core_options(self) -> CoreOptions:
-        """Inworld allows a voice change mid-session; we answer tools, so no auto continuation."""
-        return CoreOptions(voice_locked_after_audio=False, server_continues_after_tools=False)
+        """From the profile: voice changes allowed, truncation, we answer tools ourselves."""
+        return self.profile.core_options()
 
 
 @attrs.frozen(kw_only=True)
@@ -135,6 +139,7 @@ class OpenAI:
     model: str = "gpt-realtime-2.1"
     url: str = OPENAI_URL
     name: str = attrs.field(default="openai", init=False)
+    profile: Profile = OPENAI
 
     def endpoint(self) -> tuple[str, dict[str, str]]:
         """The model goes in the query (protocol.md §1.2)."""
@@ -142,13 +147,9 @@ class OpenAI:
 
     def prepare(self, config: SessionConfig) -> SessionConfig:
         """Refuse what GA cannot do; drop Inworld-only extensions."""
-        if len(config.output_modalities) > 1:
-            raise ConfigError("output_modalities", "OpenAI accepts 'audio' or 'text', not both")
-        for name, fmt in (("input_format", config.input_format), ("output_format", config.output_format)):
-            if fmt.type == "audio/pcm" and fmt.rate != 24000:
-                raise ConfigError(f"{name}.rate", f"OpenAI PCM is 24000 Hz only, got {fmt.rate}")
+        self.profile.check(config)
         return attrs.evolve(config, temperature=None, tts_model=None, provider_data=None)
 
     def core_options(self) -> CoreOptions:
-        """GA refuses a voice change once audio exists."""
-        return CoreOptions(voice_locked_after_audio=True, server_continues_after_tools=False)
+        """From the profile: GA refuses a voice change once audio exists."""
+        return self.profile.core_options()

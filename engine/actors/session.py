@@ -393,6 +393,16 @@ class Session:
         self._config = config
         await self._apply(conv.update(self.provider.prepare(self._with_tools(config))))
 
+    def audio_played(self, item_id: str, ms: float) -> None:
+        """Tell the session how much of an assistant item your speaker has played (cumulative ms).
+
+        This is the playback ledger's acknowledgement: call it as audio leaves the
+        speaker (or a telephony mark comes back). A barge-in then truncates the item
+        to exactly what was heard; without it, playback is estimated from the clock.
+        """
+        if self._conv is not None:
+            self._conv.audio_played(item_id, ms)
+
     def pause_audio_input(self, paused: bool) -> None:
         """While paused, audio given to ``send_audio`` is discarded."""
         self._paused = paused
