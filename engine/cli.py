@@ -52,10 +52,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     d = sub.add_parser("diagram", help="write the state diagram into diagrams/")
     d.add_argument("--out", type=Path, default=Path("diagrams"))
+    r = sub.add_parser("replay", help="replay a recording through the state machine")
+    r.add_argument("recording", type=Path)
+    r.add_argument("--check", action="store_true", help="exit 1 if the client events differ")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "diagram":
         for path in write_diagram(args.out):
             sys.stdout.write(f"wrote {path}\n")
         return 0
+    if args.command == "replay":
+        return _replay(args.recording, check=args.check)
     return 2
+
+
+def _replay(path: Path, *, check: bool) -> int:
+    from engine.record import replay
+
+    try:
+        result = replay(path)
+    except (OSError, ValueError) as exc:
+        sys.stderr.write(f"cannot replay {path}: {exc}\n")
+        return 2
+    out = sys.stdout
+    out.write(f"state timeline of {path}:\n")
+    for line in result.timeline:
+        out.write(f"  {line}\n")
+    out.write(f"client events: {len(result.replayed)} replayed, {len(result.recorded)} recorded\n")
+    if result.matches:
+        out.write("the replay sent exactly the recorded client events\n")
+        return 0
+    out.write(f"MISMATCH: {result.first_difference()}\n")
+    return 1 if check else 0

@@ -22,7 +22,8 @@ import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any, TypeVar, cast
 
 import anyio
 import attrs
@@ -45,8 +46,10 @@ from engine.protocol.codec import decode, encode
 from engine.protocol.config import SessionConfig
 from engine.protocol.items import Item
 from engine.providers import Provider
+from engine.record import Recorder, RecordingConversation
 from engine.tools import Tool
 from engine.transports.base import Connector, Transport
+from engine.transports.urls import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +69,9 @@ class Session:
             ``engine.Item`` objects or chat-style dicts (``{"role": "user", "content": "hi"}``).
         settings: runtime deadlines and queue bounds.
         connector: how to open the socket (default: by the running backend).
+        record: write a replayable JSON-lines recording of the session to this path
+            (``python -m engine replay FILE``); secrets are never recorded.
+        record_audio: keep audio bytes in the recording (default: lengths only).
     """
 
     def __init__(
@@ -76,12 +82,16 @@ class Session:
         history: Iterable[Item | Mapping[str, Any]] = (),
         settings: SessionSettings | None = None,
         connector: Connector | None = None,
+        record: str | Path | None = None,
+        record_audio: bool = False,
     ) -> None:
         self.provider = provider
         self._config = config or SessionConfig()
         self._initial = tuple(to_item(h) for h in history)
         self.settings = settings or SessionSettings()
         self._connector = connector
+        self._record = (Path(record), record_audio) if record is not None else None
+        self._recorder: Recorder | None = None
         self._tools: dict[str, Tool] = {}
         self._callbacks: list[tuple[tuple[type, ...] | None, Callback]] = []
         self._dispatcher = Dispatcher(event_buffer=self.settings.event_buffer)
@@ -232,6 +242,16 @@ class Session:
             self.provider.core_options(), response_created_timeout=self.settings.response_timeout
         )
         self._conv = Conversation(config, clock=anyio.current_time, history=self._initial, options=options)
+        if self._record is not None:
+            self._recorder = Recorder(self._record[0], audio=self._record[1])
+            proxy = RecordingConversation(
+                self._conv,
+                self._recorder,
+                anyio.current_time,
+                provider=self.provider.name,
+                url=redact_url(self.provider.endpoint()[0]),
+            )
+            self._conv = cast(Conversation, proxy)
         self._outbox = Outbox(self.settings.outbox_size)
         self._audio = AudioIn(
             config.input_format,
@@ -347,6 +367,8 @@ class Session:
             await self._dispatcher.drain()
         if deadline.cancelled_caught:
             log.warning("close took longer than %ss; cancelling what is left", self.settings.close_timeout)
+        if self._recorder is not None:
+            self._recorder.close()
         self._closed.set()
         self._ready.set()  # wake connect() if it was still waiting
         if self._tg is not None:

@@ -287,3 +287,43 @@ class SessionConfig:
     def server_interrupts_response(self) -> bool:
         """True when the server cancels a response by itself when the user barges in."""
         return self.turn_detection is not None and self.turn_detection.interrupt_response
+
+
+def config_from_wire(session: dict[str, Any]) -> SessionConfig:
+    """Rebuild a ``SessionConfig`` from the ``session`` object ``to_wire`` produced.
+
+    The inverse of :meth:`SessionConfig.to_wire` (used to replay recordings);
+    invalid values raise :class:`ConfigError` as at construction.
+    """
+    audio = session.get("audio") or {}
+    audio_in, audio_out = audio.get("input") or {}, audio.get("output") or {}
+    detection = audio_in.get("turn_detection", SemanticVad().to_wire())
+    turn_detection: TurnDetection | None = None
+    if detection is not None:
+        kind = detection.get("type")
+        fields = {k: v for k, v in detection.items() if k != "type"}
+        turn_detection = ServerVad(**fields) if kind == "server_vad" else SemanticVad(**fields)
+    transcription = audio_in.get("transcription")
+    choice = session.get("tool_choice")
+    return SessionConfig(
+        instructions=session.get("instructions"),
+        model=session.get("model"),
+        voice=audio_out.get("voice"),
+        tts_model=audio_out.get("model"),
+        temperature=session.get("temperature"),
+        speed=audio_out.get("speed"),
+        output_modalities=tuple(session.get("output_modalities") or ("audio",)),
+        input_format=AudioFormat(**(audio_in.get("format") or {})),
+        output_format=AudioFormat(**(audio_out.get("format") or {})),
+        transcription=Transcription(**transcription) if transcription else None,
+        turn_detection=turn_detection,
+        tools=tuple(
+            FunctionTool(
+                name=t["name"], description=t.get("description", ""), parameters=t.get("parameters", {})
+            )
+            for t in session.get("tools") or ()
+        ),
+        tool_choice=choice["name"] if isinstance(choice, dict) else choice,
+        max_output_tokens=session.get("max_output_tokens"),
+        provider_data=session.get("providerData"),
+    )

@@ -1,0 +1,244 @@
+"""Record a session's core inputs and outputs as JSON lines, and replay them.
+
+A recording holds everything the pure core saw (server events, commands, tool
+results, timer firings, playback acknowledgements, socket drops), each with
+its time on the session's monotonic clock, and what it produced (client
+events, state transitions). Because the core is deterministic given its inputs
+and its clock, feeding the inputs to a fresh core must reproduce the client
+events exactly: :func:`replay` checks that, which turns a bug report into a
+regression test.
+
+Secrets: the core never sees the API key or the connection headers, so no line
+can hold them; the URL is recorded redacted. Audio: by default server audio
+deltas are recorded as their length only (``audio_bytes``) and replayed as
+silence of that length, which keeps recordings small and playback arithmetic
+exact.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import attrs
+
+from engine.core import effects as fx
+from engine.core import events as ev
+from engine.core.conversation import Conversation, CoreOptions
+from engine.errors import UpdateRejected
+from engine.protocol._wire import from_wire, to_wire
+from engine.protocol.client import ResponseParams
+from engine.protocol.codec import decode, encode
+from engine.protocol.config import SessionConfig, config_from_wire
+from engine.protocol.items import Item
+from engine.protocol.server_response import ResponseOutputAudioDelta
+
+log = logging.getLogger(__name__)
+
+VERSION = 1
+
+# Core inputs that are recorded, with how their arguments are written.
+_COMMANDS = (
+    "connection_opened",
+    "connection_lost",
+    "close",
+    "send_text",
+    "add_item",
+    "create_response",
+    "cancel_response",
+    "interrupt",
+    "commit_audio",
+    "clear_audio",
+    "update",
+    "tool_result",
+    "timer_fired",
+    "audio_played",
+    "protocol_error",
+)
+
+
+class Recorder:
+    """Writes one JSON object per line; ``audio=True`` keeps audio bytes too."""
+
+    def __init__(self, path: str | Path, *, audio: bool = False) -> None:
+        self.path = Path(path)
+        self.audio = audio
+        self._file: IO[str] = self.path.open("w", encoding="utf-8")
+
+    def write(self, line: dict[str, Any]) -> None:
+        """Append one record."""
+        self._file.write(json.dumps(line, separators=(",", ":")) + "\n")
+
+    def close(self) -> None:
+        """Flush and close the file."""
+        if not self._file.closed:
+            self._file.close()
+
+
+class RecordingConversation:
+    """A :class:`Conversation` whose every input and output is written to a :class:`Recorder`."""
+
+    def __init__(
+        self, conv: Conversation, recorder: Recorder, clock: Callable[[], float], **meta: Any
+    ) -> None:
+        self._conv = conv
+        self._recorder = recorder
+        self._clock = clock
+        recorder.write(
+            {
+                "kind": "meta",
+                "version": VERSION,
+                "t": clock(),
+                "config": conv.config.to_wire(),
+                "options": attrs.asdict(conv.options),
+                "history": [to_wire(item) for item in conv.history.items()],
+                **meta,
+            }
+        )
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self._conv, name)
+        if name == "receive":
+            return self._receive
+        if name in _COMMANDS:
+
+            def call(*args: Any, **kwargs: Any) -> list[fx.Effect]:
+                self._recorder.write(
+                    {"kind": "call", "t": self._clock(), "name": name, **_args(args, kwargs)}
+                )
+                return self._outputs(target(*args, **kwargs))
+
+            return call
+        return target
+
+    def _receive(self, event: Any) -> list[fx.Effect]:
+        line: dict[str, Any] = {"kind": "server", "t": self._clock()}
+        if isinstance(event, ResponseOutputAudioDelta) and not self._recorder.audio:
+            line["event"] = json.loads(encode(attrs.evolve(event, delta="")))
+            line["audio_bytes"] = len(event.delta) * 3 // 4 - event.delta[-2:].count("=")
+        else:
+            line["event"] = json.loads(encode(event))
+        self._recorder.write(line)
+        return self._outputs(self._conv.receive(event))
+
+    def _outputs(self, effects: list[fx.Effect]) -> list[fx.Effect]:
+        now = self._clock()
+        for effect in effects:
+            if isinstance(effect, fx.Send):
+                self._recorder.write({"kind": "client", "t": now, "event": json.loads(encode(effect.event))})
+            elif isinstance(effect, fx.Emit) and isinstance(effect.event, ev.StateChanged):
+                self._recorder.write(
+                    {"kind": "state", "t": now, "old": effect.event.old, "new": effect.event.new}
+                )
+        return effects
+
+
+def _args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    if args:
+        kwargs = {"args": [to_wire(a) if attrs.has(type(a)) else a for a in args], **kwargs}
+    return {k: to_wire(v) if attrs.has(type(v)) else v for k, v in kwargs.items()}
+
+
+@attrs.frozen
+class ReplayResult:
+    """What a replay produced next to what was recorded."""
+
+    timeline: list[str]
+    replayed: list[dict[str, Any]]
+    recorded: list[dict[str, Any]]
+
+    @property
+    def matches(self) -> bool:
+        """True when the replay sent exactly the recorded client events."""
+        return self.replayed == self.recorded
+
+    def first_difference(self) -> str:
+        """A readable account of the first mismatch (empty when they match)."""
+        for index, (a, b) in enumerate(zip(self.replayed, self.recorded, strict=False)):
+            if a != b:
+                return f"client event {index}: replay sent {a}, the recording has {b}"
+        if len(self.replayed) != len(self.recorded):
+            return f"replay sent {len(self.replayed)} client events, the recording has {len(self.recorded)}"
+        return ""
+
+
+def read(path: str | Path) -> Iterator[dict[str, Any]]:
+    """The records of a recording, in order."""
+    with Path(path).open(encoding="utf-8") as file:
+        for number, line in enumerate(file, 1):
+            if line.strip():
+                try:
+                    yield json.loads(line)
+                except ValueError as exc:
+                    raise ValueError(f"{path}:{number}: not a JSON record: {exc}") from None
+
+
+def replay(path: str | Path) -> ReplayResult:
+    """Feed a recording's inputs to a fresh core; compare the client events it sends."""
+    records = list(read(path))
+    if not records or records[0].get("kind") != "meta":
+        raise ValueError(f"{path}: a recording starts with a meta record")
+    meta = records[0]
+    start = float(meta["t"])
+    now = [start]
+    conv = Conversation(
+        config_from_wire(meta["config"]),
+        clock=lambda: now[0],
+        history=[_item(h) for h in meta.get("history", [])],
+        options=CoreOptions(**meta.get("options", {})),
+    )
+    timeline: list[str] = []
+    replayed: list[dict[str, Any]] = []
+    recorded: list[dict[str, Any]] = []
+    for record in records[1:]:
+        kind = record["kind"]
+        now[0] = float(record.get("t", now[0]))
+        if kind == "client":
+            recorded.append(record["event"])
+            continue
+        if kind == "server":
+            event = dict(record["event"])
+            if "audio_bytes" in record:
+                event["delta"] = base64.b64encode(bytes(int(record["audio_bytes"]))).decode()
+            effects = conv.receive(decode(json.dumps(event)))
+        elif kind == "call":
+            effects = _call(conv, record)
+        else:
+            continue
+        for effect in effects:
+            if isinstance(effect, fx.Send):
+                replayed.append(json.loads(encode(effect.event)))
+            elif isinstance(effect, fx.Emit) and isinstance(effect.event, ev.StateChanged):
+                timeline.append(f"{now[0] - start:9.3f}s  {effect.event.old} -> {effect.event.new}")
+    return ReplayResult(timeline=timeline, replayed=replayed, recorded=recorded)
+
+
+def _item(data: dict[str, Any]) -> Item:
+    return from_wire(Item, data)
+
+
+def _call(conv: Conversation, record: dict[str, Any]) -> list[fx.Effect]:
+    name = record["name"]
+    args = list(record.get("args", []))
+    kwargs = {k: v for k, v in record.items() if k not in ("kind", "t", "name", "args")}
+    if name == "update":
+        args = [config_from_wire(args[0]) if args else config_from_wire(kwargs.pop("config"))]
+    elif name == "add_item":
+        args = [_item(args[0])]
+    elif name == "create_response" and args and args[0] is not None:
+        args = [from_wire(ResponseParams, args[0])]
+    try:
+        result: list[fx.Effect] = getattr(conv, name)(*args, **kwargs)
+    except UpdateRejected:
+        return []  # refused when recorded too: nothing was sent
+    return result
+
+
+def config_of(path: str | Path) -> SessionConfig:
+    """The session configuration a recording started with."""
+    first = next(read(path))
+    return config_from_wire(first["config"])
