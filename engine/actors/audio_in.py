@@ -45,7 +45,7 @@ class AudioIn:
     def __init__(
         self,
         fmt: AudioFormat,
-        outbox: Outbox,
+        outbox: Outbox | None,
         *,
         report_drop: Callable[[int], None],
         chunk_ms: int = 60,
@@ -87,6 +87,7 @@ class AudioIn:
         if not open_:
             self._open = False
             return
+        assert self.outbox is not None, "the gate opens only once a socket is up"
         while self._held:
             await self.outbox.send(self._held.popleft())
             self.chunks_sent += 1
@@ -98,6 +99,10 @@ class AudioIn:
 
     async def run(self) -> None:
         """Chunk, encode and forward audio until closed."""
+        async with self._receive:
+            await self._run()
+
+    async def _run(self) -> None:
         async for message in self._receive:
             if isinstance(message, _Flush):
                 whole = len(self._buffer) // self._frame * self._frame
@@ -115,7 +120,7 @@ class AudioIn:
 
     async def _emit(self, chunk: bytes) -> None:
         text = encode(InputAudioBufferAppend(audio=binascii.b2a_base64(chunk, newline=False).decode("ascii")))
-        if self._open:
+        if self._open and self.outbox is not None:
             await self.outbox.send(text)
             self.chunks_sent += 1
             return

@@ -50,6 +50,7 @@ class Dispatcher:
     def __init__(self, *, event_buffer: int = 1000) -> None:
         self._size = event_buffer
         self._subscribers: list[_Subscriber] = []
+        self._streams: list[EventStream] = []
         self._waiters: list[tuple[type, anyio.Event, list[Any]]] = []
         self._dropped_responses: deque[str | None] = deque(maxlen=64)
         self._closed = False
@@ -69,9 +70,12 @@ class Dispatcher:
     def stream(self, types: tuple[type, ...] | None = None) -> EventStream:
         """An async iterator of matching events; it ends when the session closes."""
         sub = self._add(types)
+        stream = EventStream(sub.receive, self)
+        self._streams.append(stream)
         if self._closed:
             sub.send.close()
-        return EventStream(sub.receive, self)
+            stream.detach()
+        return stream
 
     def _add(self, types: tuple[type, ...] | None) -> _Subscriber:
         sub = _Subscriber(types, self._size)
@@ -134,6 +138,8 @@ class Dispatcher:
         self._closed = True
         for sub in self._subscribers:
             sub.send.close()
+        for stream in self._streams:
+            stream.detach()
         for _, done, _ in self._waiters:
             done.set()
 
@@ -183,21 +189,41 @@ class EventStream:
     def __init__(self, receive: MemoryObjectReceiveStream[Any], dispatcher: Dispatcher) -> None:
         self._receive = receive
         self._dispatcher = dispatcher
+        self._rest: deque[Any] | None = None  # what was queued when the session closed
+
+    def detach(self) -> None:
+        """The session closed: keep what is queued, release the channel."""
+        rest: deque[Any] = deque()
+        while True:
+            try:
+                rest.append(self._receive.receive_nowait())
+            except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                break
+        self._receive.close()
+        self._rest = rest
 
     def __aiter__(self) -> EventStream:
         return self
 
     async def __anext__(self) -> Any:
         while True:
-            try:
-                event = await self._receive.receive()
-            except (anyio.EndOfStream, anyio.ClosedResourceError):
-                raise StopAsyncIteration from None
+            if self._rest is not None:
+                if not self._rest:
+                    raise StopAsyncIteration
+                event = self._rest.popleft()
+            else:
+                try:
+                    event = await self._receive.receive()
+                except (anyio.EndOfStream, anyio.ClosedResourceError):
+                    if self._rest is None:
+                        raise StopAsyncIteration from None
+                    continue  # detached while we waited: serve what it kept
             if not self._dispatcher.is_dropped(event):
                 return event
 
     async def aclose(self) -> None:
         """Stop receiving (events for this stream are then discarded)."""
+        self._rest = deque()
         await self._receive.aclose()
 
     async def __aenter__(self) -> EventStream:

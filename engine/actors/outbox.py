@@ -35,6 +35,11 @@ class Outbox:
         """No more messages; the writer ends once the queue is drained."""
         self._send.close()
 
+    def close_all(self) -> None:
+        """Close both ends (the socket is gone: what is queued is dropped)."""
+        self._send.close()
+        self.receive.close()
+
     def statistics(self) -> int:
         """Messages waiting in the queue."""
         return self._send.statistics().current_buffer_used
@@ -43,9 +48,10 @@ class Outbox:
 async def run_writer(outbox: Outbox, transport: Transport) -> None:
     """Send queued messages until the outbox closes or the socket fails (then return)."""
     try:
-        async for text in outbox.receive:
-            await transport.send(text)
-            outbox.sent += 1
+        async with outbox.receive:
+            async for text in outbox.receive:
+                await transport.send(text)
+                outbox.sent += 1
     except ConnectionClosed as exc:
         log.info("writer stopped: socket closed (%s)", exc.code)
     except TransportError as exc:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import anyio
+import anyio.abc
 import attrs
 from anyio.abc import TaskGroup
 
@@ -97,6 +98,7 @@ class Session:
         self._dispatcher = Dispatcher(event_buffer=self.settings.event_buffer)
         self._conv: Conversation | None = None
         self._tg: TaskGroup | None = None
+        self._body_scope: anyio.CancelScope | None = None
         self._transport: Transport | None = None
         self._outbox: Outbox | None = None
         self._audio: AudioIn | None = None
@@ -215,11 +217,15 @@ class Session:
         body_done = False
         try:
             async with anyio.create_task_group() as tg:
-                self._tg = tg
-                self._start(tg)
+                self._body_scope = tg.cancel_scope
+                await tg.start(self._run_actors)
                 try:
                     with anyio.fail_after(self.settings.ready_timeout):
                         await self._ready.wait()
+                    if self._closing:
+                        raise self._failure or SessionClosed(
+                            f"the session closed before it was ready: {self._why()}"
+                        )
                     yield self
                     body_done = True
                 finally:
@@ -233,8 +239,19 @@ class Session:
             # The session ended under the body; say why instead of returning quietly.
             if self._failure is not None:
                 raise self._failure
-            detail = f"{self._fatal.code}: {self._fatal.message}" if self._fatal else "closed"
-            raise SessionClosed(f"the session ended: {detail}")
+            raise SessionClosed(f"the session ended: {self._why()}")
+
+    def _why(self) -> str:
+        return f"{self._fatal.code}: {self._fatal.message}" if self._fatal else "closed"
+
+    async def _run_actors(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """The actors' own task group: closing cancels it without touching the caller's body."""
+        async with anyio.create_task_group() as actors:
+            self._tg = actors
+            self._start(actors)
+            task_status.started()
 
     def _start(self, tg: TaskGroup) -> None:
         config = self.provider.prepare(self._with_tools(self._config))
@@ -252,10 +269,9 @@ class Session:
                 url=redact_url(self.provider.endpoint()[0]),
             )
             self._conv = cast(Conversation, proxy)
-        self._outbox = Outbox(self.settings.outbox_size)
         self._audio = AudioIn(
             config.input_format,
-            self._outbox,
+            None,
             report_drop=self._report_audio_drop,
             chunk_ms=self.settings.audio_chunk_ms,
             hold_limit_ms=self.settings.hold_limit_ms,
@@ -316,14 +332,16 @@ class Session:
         self._transport = transport
         self._ready_on_socket = False
         self._rollover = False
-        self._outbox = Outbox(self.settings.outbox_size)  # nothing queued for a dead socket survives
-        self._audio.outbox = self._outbox
-        async with anyio.create_task_group() as socket_tg:
-            socket_tg.start_soon(run_writer, self._outbox, transport, name="socket writer")
-            await self._apply(self._conv.connection_opened())
-            await self._read_loop(transport)
-            socket_tg.cancel_scope.cancel()
-        self._outbox.close()
+        outbox = self._outbox = Outbox(self.settings.outbox_size)  # nothing for a dead socket survives
+        self._audio.outbox = outbox
+        try:
+            async with anyio.create_task_group() as socket_tg:
+                socket_tg.start_soon(run_writer, outbox, transport, name="socket writer")
+                await self._apply(self._conv.connection_opened())
+                await self._read_loop(transport)
+                socket_tg.cancel_scope.cancel()
+        finally:
+            outbox.close_all()
         return self._rollover
 
     async def _fail(self, reason: str, error: BaseException | None) -> None:
@@ -332,10 +350,17 @@ class Session:
         self._dispatcher.publish(self._fatal)
         if error is not None and not self._ready.is_set():
             self._failure = error  # connect() raises the original error (e.g. HandshakeError 401)
-        await self._shutdown(reason)
+        await self._shutdown(reason, abort=True)
+
+    async def _abort(self, reason: str) -> None:
+        await self._shutdown(reason, abort=True)
 
     async def close(self) -> None:
-        """Close the session (idempotent); returns within ``settings.close_timeout``."""
+        """Close the session (idempotent); returns within ``settings.close_timeout``.
+
+        Called inside ``async with session.connect()``, the body goes on (commands
+        then raise ``SessionClosed``) and leaving the block is quiet.
+        """
         await self._shutdown("closed by the application")
 
     async def reset(self) -> None:
@@ -349,7 +374,8 @@ class Session:
             self._rollover = True
             await self._transport.aclose(1000, "rollover")
 
-    async def _shutdown(self, reason: str) -> None:
+    async def _shutdown(self, reason: str, *, abort: bool = False) -> None:
+        """Close everything within ``close_timeout``; ``abort`` also cancels the caller's body (fatal)."""
         if self._closing:
             await self._closed.wait()
             return
@@ -358,9 +384,11 @@ class Session:
             if self._conv is not None:
                 await self._apply(self._conv.close(), sending=False)
             self._dispatcher.publish(ev.Closed(reason=reason, error=self._fatal))
-            for closer in (self._outbox, self._audio, self._runner):
+            for closer in (self._audio, self._runner):
                 if closer is not None:
                     closer.close()
+            if self._outbox is not None:
+                self._outbox.close()
             self._dispatcher.close()
             if self._transport is not None:
                 await self._transport.aclose(1000, reason[:100])
@@ -373,6 +401,8 @@ class Session:
         self._ready.set()  # wake connect() if it was still waiting
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
+        if abort and self._body_scope is not None:
+            self._body_scope.cancel()
 
     # ------------------------------------------------------------------ commands
 
@@ -488,7 +518,7 @@ class Session:
                 elif isinstance(event, ev.Error) and event.fatal and self._fatal is None:
                     self._fatal = event
                     if self._tg is not None:
-                        self._tg.start_soon(self._shutdown, f"fatal error: {event.code}")
+                        self._tg.start_soon(self._abort, f"fatal error: {event.code}")
             elif isinstance(effect, fx.Send):
                 if sending and self._outbox is not None:
                     try:

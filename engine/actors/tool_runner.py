@@ -70,7 +70,7 @@ class ToolRunner:
 
     async def run(self) -> None:
         """Start each queued call in its own task until closed."""
-        async with anyio.create_task_group() as tg:
+        async with self._receive, anyio.create_task_group() as tg:
             async for call in self._receive:
                 tg.start_soon(self._run_call, call, name=f"tool {call.name} {call.call_id}")
 

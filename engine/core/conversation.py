@@ -385,16 +385,19 @@ class Conversation:
             for item in self._initial:
                 self._send(c.ConversationItemCreate(item=item))
             self._initial = []
+            # Held audio goes before held commands: a commit asked for early commits that audio.
+            self._out.append(GateAudio(True))
             held, self._held = self._held, []
             for event_ in held:
                 self._send(event_)
         elif self.state is State.RECONNECTING:
             self._fire("ready")
             self._emit(ev.SessionReady(session=self.effective_session))
+            self._initial, self._held = [], []  # both are in the mirrored history the restore replays
             self._restore()
+            self._out.append(GateAudio(True))
         else:
             return
-        self._out.append(GateAudio(True))
         if self._owed and not self.calls.open():
             self._owed = False
             self._request_response()

@@ -144,12 +144,6 @@ async def test_audio_sent_before_ready_is_held_and_delivered_after_the_setup() -
     assert b"".join(chunks) == pcm  # nothing dropped
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: Conversation._on_session_updated sends the client events held before "
-    "readiness (here input_audio_buffer.commit) BEFORE its GateAudio(True) effect releases the audio "
-    "held by AudioIn, so a commit asked for before ready reaches the server ahead of its audio",
-)
 async def test_commit_before_ready_follows_the_held_audio() -> None:
     pcm = pcm_pattern(6_000)
     with anyio.fail_after(5):

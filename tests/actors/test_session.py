@@ -156,12 +156,6 @@ async def test_refused_handshake_raises_handshake_error() -> None:
     assert peer.paths == []  # refused before any session was opened
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: Session._shutdown sets _ready, so after a refused handshake connect() "
-    "enters the body (state CLOSED) instead of raising; a body without a checkpoint then "
-    "makes connect() return normally and the HandshakeError is lost",
-)
 async def test_refused_handshake_never_runs_the_body() -> None:
     ran = False
     with anyio.fail_after(5):
@@ -342,12 +336,6 @@ async def test_one_response_create_in_flight_later_requests_are_coalesced() -> N
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: Session.close() called inside the connect() block cancels the session's "
-    "task group, which contains the body: the body is cancelled at its next checkpoint and "
-    "connect() raises SessionClosed('the session ended: closed') for an orderly, app-initiated close",
-)
 async def test_close_inside_the_block_lets_the_body_finish() -> None:
     reached_the_end = False
     with anyio.fail_after(5):
@@ -424,13 +412,6 @@ async def test_close_is_bounded_and_wakes_every_waiter(kind: str) -> None:
 # ---------------------------------------------------------------------- resource hygiene
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: receive ends never closed (Outbox.receive, AudioIn._receive, "
-    "ToolRunner._receive, EventStream's receive at EndOfStream) and the Outbox made in "
-    "Session._start is replaced in _run_socket without being closed, so anyio warns "
-    "'ResourceWarning: Unclosed <MemoryObject...Stream>' once a closed session is collected",
-)
 async def test_closing_a_session_closes_its_streams() -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ResourceWarning)
