@@ -1,0 +1,41 @@
+"""The HTTP upgrade check, as Inworld's endpoint does it (protocol.md §1.1).
+
+Required: an ``Authorization`` header, ``Basic <key>`` or ``Bearer <jwt>``
+(401 without), and the query parameters ``key=<session id>`` and
+``protocol=realtime`` (400 without). With an expected credential configured, a
+different one is refused with 401.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping
+from urllib.parse import parse_qs, urlsplit
+
+Refusal = tuple[int, str]
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    wanted = name.lower()
+    return next((value for key, value in headers.items() if key.lower() == wanted), None)
+
+
+def check_request(
+    path: str, headers: Mapping[str, str], *, expected_key: str | None = None
+) -> Refusal | None:
+    """``(status, body)`` to refuse the upgrade, or ``None`` to accept it."""
+    authorization = (_header(headers, "authorization") or "").strip()
+    if not authorization:
+        return (401, "Unauthorized: the Authorization header is required")
+    scheme, _, credential = authorization.partition(" ")
+    credential = credential.strip()
+    if scheme.lower() not in ("basic", "bearer") or not credential:
+        return (401, "Unauthorized: use 'Authorization: Basic <key>' or 'Bearer <jwt>'")
+    query = parse_qs(urlsplit(path).query)
+    if not query.get("key", [""])[0]:
+        return (400, "Bad Request: the 'key' query parameter (a session id) is required")
+    if query.get("protocol", [""])[0] != "realtime":
+        return (400, "Bad Request: the 'protocol=realtime' query parameter is required")
+    if expected_key is not None and not hmac.compare_digest(credential.encode(), expected_key.encode()):
+        return (401, "Unauthorized: invalid credentials")
+    return None
