@@ -1,4 +1,4 @@
-"""Command line: ``python -m engine diagram | demo | server``."""
+"""Command line: ``python -m engine demo | diagram | replay``."""
 
 from __future__ import annotations
 
@@ -52,6 +52,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     d = sub.add_parser("diagram", help="write the state diagram into diagrams/")
     d.add_argument("--out", type=Path, default=Path("diagrams"))
+    demo = sub.add_parser("demo", help="run the scripted demo call against the local server")
+    from engine.demo import add_arguments
+
+    add_arguments(demo)
     r = sub.add_parser("replay", help="replay a recording through the state machine")
     r.add_argument("recording", type=Path)
     r.add_argument("--check", action="store_true", help="exit 1 if the client events differ")
@@ -63,6 +67,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "replay":
         return _replay(args.recording, check=args.check)
+    if args.command == "demo":
+        import anyio
+
+        from engine.demo import run_demo
+
+        return int(anyio.run(run_demo, args, sys.stdout, backend=args.backend))
     return 2
 
 

@@ -217,7 +217,11 @@ class Conversation:
     def audio_played(self, item_id: str, ms: float) -> list[Effect]:
         """The application's speaker has played ``ms`` of item ``item_id`` (cumulative)."""
         if self.ledger.played(item_id, ms) and ms > 0:
-            self.turns.mark("first_audio_played", self._clock())
+            # Only audio of this turn counts (the tail of an earlier answer may still be playing).
+            started = self.ledger.first_delta_at(self.ledger.response_of(item_id))
+            received = self.turns.get("first_audio_received")
+            if started is not None and received is not None and started >= received:
+                self.turns.mark("first_audio_played", self._clock())
         return self._flush()
 
     def _refuse_closed(self, command: str) -> bool:

@@ -78,6 +78,10 @@ class TurnClock:
             return
         self._fields[name] = now
 
+    def get(self, name: str) -> float | None:
+        """The time recorded for ``name`` in this turn, if any."""
+        return _f(self._fields.get(name))
+
     def begin(self, name: str, now: float) -> None:
         """A new turn starts with this mark (a new user input while idle)."""
         if "response_done" in self._fields:
