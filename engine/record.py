@@ -238,6 +238,31 @@ def _call(conv: Conversation, record: dict[str, Any]) -> list[fx.Effect]:
     return result
 
 
+def server_script(path: str | Path, *, timing: bool = True) -> list[dict[str, Any]]:
+    """The server side of a recording, for the local server to play to a live client.
+
+    Server events come in recorded order; each recorded client event becomes an
+    ``{"await": type}`` marker, so the server waits for the live client as the
+    original server did; with ``timing`` the recorded gaps become ``{"sleep": s}``.
+    """
+    script: list[dict[str, Any]] = []
+    last: float | None = None
+    for record in read(path):
+        kind = record.get("kind")
+        if kind == "client":
+            script.append({"await": record["event"]["type"]})
+        elif kind == "server":
+            now = float(record.get("t", 0.0))
+            if timing and last is not None and now - last > 0.005:
+                script.append({"sleep": round(now - last, 4)})
+            last = now
+            event = dict(record["event"])
+            if "audio_bytes" in record:
+                event["delta"] = base64.b64encode(bytes(int(record["audio_bytes"]))).decode()
+            script.append(event)
+    return script
+
+
 def config_of(path: str | Path) -> SessionConfig:
     """The session configuration a recording started with."""
     first = next(read(path))

@@ -35,6 +35,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--say", action="append", default=[], metavar="TEXT", help="scripted transcript of the next utterance"
     )
+    parser.add_argument(
+        "--replay",
+        default=None,
+        metavar="FILE",
+        help="serve a recording (engine record=...) to the first client",
+    )
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     return parser
 
@@ -47,6 +53,10 @@ async def _main(args: argparse.Namespace) -> None:
     )
     for text in args.say:
         server.say_next(text)
+    if args.replay:
+        from engine.record import server_script
+
+        server.replay(server_script(args.replay), index=0)
     async with anyio.create_task_group() as group:
         port = await group.start(server.run, args.host, args.port)
         logging.getLogger("engine.server").info(
