@@ -256,7 +256,9 @@ class Session:
     def _start(self, tg: TaskGroup) -> None:
         config = self.provider.prepare(self._with_tools(self._config))
         options = attrs.evolve(
-            self.provider.core_options(), response_created_timeout=self.settings.response_timeout
+            self.provider.core_options(),
+            response_created_timeout=self.settings.response_timeout,
+            max_history_items=self.settings.max_history_items,
         )
         self._conv = Conversation(config, clock=anyio.current_time, history=self._initial, options=options)
         if self._record is not None:

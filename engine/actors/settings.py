@@ -32,6 +32,8 @@ class SessionSettings:
         reconnect: backoff and attempt limit after a dropped socket.
         max_session_duration: seconds after which the session is rolled over to a new
             socket between turns (providers end sessions after a time); ``None`` never.
+        max_history_items: conversation items kept in the local mirror (``session.history``,
+            replayed on a reconnect); the oldest are forgotten past it, so memory stays flat.
     """
 
     transport: TransportSettings = TransportSettings()
@@ -45,6 +47,7 @@ class SessionSettings:
     hold_policy: str = attrs.field(default="drop_oldest")
     reconnect: ReconnectPolicy = ReconnectPolicy()
     max_session_duration: float | None = None
+    max_history_items: int | None = 500
 
     @hold_policy.validator
     def _check_policy(self, _: Any, value: str) -> None:

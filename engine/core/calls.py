@@ -30,7 +30,7 @@ class CallLedger:
 
     def __init__(self) -> None:
         self._calls: dict[str, Call] = {}
-        self._finished: set[str] = set()  # answered and forgotten: never run again
+        self._finished: dict[str, None] = {}  # answered and forgotten (the newest few): never run again
         self._hints: dict[str, tuple[str | None, str | None]] = {}  # call id -> (name, item id)
 
     def get(self, call_id: str) -> Call | None:
@@ -105,5 +105,9 @@ class CallLedger:
 
     def forget_answered(self) -> None:
         """Drop answered calls (they live on in the history mirror); remember their ids."""
-        self._finished.update(k for k, c in self._calls.items() if c.answered)
+        for call_id, call in self._calls.items():
+            if call.answered:
+                self._finished[call_id] = None
+        while len(self._finished) > 256:  # a duplicate from that far back is not a duplicate
+            del self._finished[next(iter(self._finished))]
         self._calls = {k: c for k, c in self._calls.items() if not c.answered}

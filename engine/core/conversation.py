@@ -92,6 +92,8 @@ class CoreOptions:
             was produced (OpenAI GA); refuse it locally instead.
         server_continues_after_tools: the server starts the follow-up response
             itself after tool outputs (Inworld's ``auto_tool_response``).
+        max_history_items: items kept in the local mirror (and replayed on a restore);
+            ``None`` keeps everything.
         supports_truncation: the server has ``conversation.item.truncate`` (and delete);
             without it a barge-in still cuts the local transcript but sends nothing.
         id_prefix: prefix of client-generated item and event ids.
@@ -101,6 +103,7 @@ class CoreOptions:
     voice_locked_after_audio: bool = True
     server_continues_after_tools: bool = False
     supports_truncation: bool = True
+    max_history_items: int | None = 500
     id_prefix: str = "e"
 
 
@@ -130,7 +133,7 @@ class Conversation:
         self._resp_machine = build(self._resp, Phase, RESPONSE_TRANSITIONS, Phase.IDLE)
         for name in ("server_will_respond", "has_open_calls"):
             setattr(self._conv, name, getattr(self, f"_{name}"))
-        self.history = History(history)
+        self.history = History(history, max_items=options.max_history_items)
         self.calls = CallLedger()
         self._initial: list[Item] = list(history)
         self._held: list[c.ClientEvent] = []  # client events asked for before readiness
@@ -145,7 +148,7 @@ class Conversation:
         self.ledger = PlaybackLedger(config.output_format.bytes_per_second / 1000)
         self._audio_responses: list[str | None] = []  # recent responses with audio, oldest first
         self.turns = TurnClock()
-        self._announced: set[str | None] = set()
+        self._announced: dict[str | None, None] = {}  # the newest item ids told to the app
         self._user_text: dict[str | None, str] = {}
         self._counter = 0
         self._out: list[Effect] = []
@@ -409,6 +412,8 @@ class Conversation:
     def _restore(self) -> None:
         """Replay the mirrored conversation on a fresh server conversation."""
         self.turns.connection_restored(self._clock())
+        self._interrupted.clear()  # the old socket's responses cannot send anything more
+        self._user_text.clear()
         for item in self.history.restorable():
             self._send(c.ConversationItemCreate(item=item))
         if (self._resume or self._tool_followup) and not self.calls.open():
@@ -455,7 +460,9 @@ class Conversation:
         self.history.add(item)
         if item.id not in self._announced:
             # Announced once, whichever of output_item.added / item.added came first.
-            self._announced.add(item.id)
+            self._announced[item.id] = None
+            if len(self._announced) > 256:
+                del self._announced[next(iter(self._announced))]
             self._emit(ev.ItemCreated(item=item))
 
     def _on_item_done(self, event: s.ConversationItemDone) -> None:

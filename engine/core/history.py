@@ -15,9 +15,14 @@ from engine.protocol.items import ContentPart, Item
 
 
 class History:
-    """Items by id, in order, with transcripts filled in as they stream."""
+    """Items by id, in order, with transcripts filled in as they stream.
 
-    def __init__(self, initial: Iterable[Item] = ()) -> None:
+    ``max_items`` bounds the mirror for long calls: past it, the oldest items are
+    forgotten locally (the server keeps them; a restore replays the newest).
+    """
+
+    def __init__(self, initial: Iterable[Item] = (), *, max_items: int | None = None) -> None:
+        self._max = max_items
         self._items: dict[str, Item] = {}
         self._text: dict[str, str] = {}  # streaming assistant text by item id
         self._last_assistant: str | None = None
@@ -50,6 +55,8 @@ class History:
         self._items[item_id] = item
         if item.role == "assistant":
             self._last_assistant = item_id
+        if self._max is not None and len(self._items) > self._max:
+            self.remove(next(iter(self._items)))
         return True
 
     def merge(self, item: Item) -> Item:

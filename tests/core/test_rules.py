@@ -721,3 +721,15 @@ def test_ascii_garbage_audio_delta_is_a_protocol_error() -> None:
     out = d.server("response.output_audio.delta", **delta, delta="not base64!")
     assert [(e.code, e.source, e.fatal) for e in errors(out)] == [("invalid_audio", "protocol", False)]
     assert emitted_types(out) == ["Error"]
+
+
+def test_history_mirror_is_bounded_for_long_calls() -> None:
+    """Past max_history_items the oldest mirrored items go; the newest stay, in order."""
+    d = Driver(options=CoreOptions(max_history_items=5))
+    d.ready()
+    for n in range(12):
+        d.do(d.conv.send_text(f"message {n}"))
+        d.server("response.created", response=response(f"resp_{n}"))
+        d.server("response.done", response=response(f"resp_{n}", "completed"))
+    texts = [item.text for item in d.conv.history.items()]
+    assert texts == [f"message {n}" for n in range(7, 12)]
