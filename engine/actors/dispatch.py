@@ -1,9 +1,17 @@
 """The event dispatcher: user events to callbacks, streams and waiters, in order.
 
-Every callback and every ``session.events()`` stream is a *subscriber* with its
-own bounded queue and, for callbacks, its own task. So a slow or failing
-callback delays only itself: the socket reader, the audio path and the other
-callbacks go on.
+Two kinds of delivery, both in order for each consumer:
+
+* **sync callbacks** are called at once, in the task that produced the event
+  (no queue, no task switch: a sync function cannot wait, so a queue would buy
+  nothing; it must only be quick, e.g. hand the audio to a player's buffer);
+* **async callbacks and ``session.events()`` streams** are *subscribers* with
+  their own bounded queue and, for callbacks, their own task. So an async
+  callback that awaits something slow delays only itself: the socket reader,
+  the audio path and the other callbacks go on.
+
+A callback that raises is logged and reported as an ``Error`` (source
+``callback``); it is never allowed to stop the dispatcher.
 
 Overflow policy: publishing never waits. When a subscriber's queue is full the
 new event is dropped for that subscriber, counted, and an ``Error`` with code
@@ -17,6 +25,8 @@ interrupted response is discarded without touching the queues themselves.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import inspect
 import logging
 from collections import deque
@@ -50,6 +60,7 @@ class Dispatcher:
     def __init__(self, *, event_buffer: int = 1000) -> None:
         self._size = event_buffer
         self._subscribers: list[_Subscriber] = []
+        self._inline: list[tuple[tuple[type, ...] | None, Callback]] = []
         self._streams: list[EventStream] = []
         self._waiters: list[tuple[type, anyio.Event, list[Any]]] = []
         self._dropped_responses: deque[str | None] = deque(maxlen=64)
@@ -63,7 +74,10 @@ class Dispatcher:
     # -------------------------------------------------------------- subscribing
 
     def add_callback(self, tg: TaskGroup, types: tuple[type, ...] | None, callback: Callback) -> None:
-        """Run ``callback`` for each matching event, in its own task."""
+        """Call ``callback`` for each matching event: inline if sync, in its own task if async."""
+        if not _is_async(callback):
+            self._inline.append((types, callback))
+            return
         sub = self._add(types)
         tg.start_soon(self._run_callback, sub, callback, name=f"callback {_name(callback)}")
 
@@ -109,6 +123,9 @@ class Dispatcher:
                 if isinstance(event, kind) and not done.is_set():
                     slot.append(event)
                     done.set()
+        for types, callback in self._inline:
+            if types is None or isinstance(event, types):
+                self._call(callback, event)
         for sub in self._subscribers:
             if not sub.wants(event):
                 continue
@@ -124,6 +141,28 @@ class Dispatcher:
                     log.warning("a subscriber is too slow; dropping %s", type(event).__name__)
             except (anyio.ClosedResourceError, anyio.BrokenResourceError):
                 pass  # the consumer went away; its loss
+
+    def _call(self, callback: Callback, event: Any) -> None:
+        try:
+            result = callback(event)
+            if inspect.isawaitable(result):
+                if inspect.iscoroutine(result):
+                    result.close()
+                raise TypeError("it returned an awaitable: declare it with 'async def'")
+            self.delivered += 1
+        except Exception as exc:
+            self._failed(callback, event, exc)
+
+    def _failed(self, callback: Callback, event: Any, exc: Exception) -> None:
+        log.exception("callback %s failed on %s", _name(callback), type(event).__name__)
+        if not isinstance(event, ev.Error):  # an Error about a failing Error callback would loop
+            self.publish(
+                ev.Error(
+                    code="callback_failed",
+                    message=f"{_name(callback)} raised {type(exc).__name__}: {exc}",
+                    source="callback",
+                )
+            )
 
     def drop_response(self, response_id: str | None) -> None:
         """Skip queued ``AudioOut`` of this response everywhere (barge-in)."""
@@ -160,27 +199,21 @@ class Dispatcher:
                 self._idle.set()
 
     async def _deliver(self, sub: _Subscriber, callback: Callback) -> None:
-        is_async = inspect.iscoroutinefunction(callback)
         async with sub.receive:
-            async for event in sub.receive:
-                if self.is_dropped(event):
-                    continue
-                try:
-                    result = callback(event)
-                    if is_async or inspect.isawaitable(result):
-                        await result
-                    self.delivered += 1
-                except Exception as exc:
-                    # A failing callback is reported, never allowed to kill the dispatcher.
-                    log.exception("callback %s failed on %s", _name(callback), type(event).__name__)
-                    if not isinstance(event, ev.Error):
-                        self.publish(
-                            ev.Error(
-                                code="callback_failed",
-                                message=f"{_name(callback)} raised {type(exc).__name__}: {exc}",
-                                source="callback",
-                            )
-                        )
+            async for first in sub.receive:
+                # One wake-up delivers the whole backlog: no task switch per event in a burst.
+                batch = [first]
+                with contextlib.suppress(anyio.WouldBlock, anyio.EndOfStream):
+                    while len(batch) < 64:
+                        batch.append(sub.receive.receive_nowait())
+                for event in batch:
+                    if self.is_dropped(event):
+                        continue
+                    try:
+                        await callback(event)
+                        self.delivered += 1
+                    except Exception as exc:
+                        self._failed(callback, event, exc)
 
 
 class EventStream:
@@ -239,6 +272,13 @@ def _overflow(count: int) -> ev.Error:
         message=f"{count} events were dropped because this consumer was too slow",
         source="local",
     )
+
+
+def _is_async(callback: Callback) -> bool:
+    target: Any = callback
+    while isinstance(target, functools.partial):
+        target = target.func
+    return inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(getattr(target, "__call__", None))
 
 
 def _name(callback: Callback) -> str:

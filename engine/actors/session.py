@@ -28,6 +28,7 @@ from typing import Any, TypeVar, cast
 import anyio
 import anyio.abc
 import attrs
+import sniffio
 from anyio.abc import TaskGroup
 
 from engine.actors.audio_in import AudioIn
@@ -260,13 +261,14 @@ class Session:
             response_created_timeout=self.settings.response_timeout,
             max_history_items=self.settings.max_history_items,
         )
-        self._conv = Conversation(config, clock=anyio.current_time, history=self._initial, options=options)
+        clock = _loop_clock()
+        self._conv = Conversation(config, clock=clock, history=self._initial, options=options)
         if self._record is not None:
             self._recorder = Recorder(self._record[0], audio=self._record[1])
             proxy = RecordingConversation(
                 self._conv,
                 self._recorder,
-                anyio.current_time,
+                clock,
                 provider=self.provider.name,
                 url=redact_url(self.provider.endpoint()[0]),
             )
@@ -598,6 +600,17 @@ class Session:
                     source="local",
                 )
             )
+
+
+def _loop_clock() -> Callable[[], float]:
+    """The running loop's monotonic clock, looked up once (``anyio.current_time`` asks sniffio each call)."""
+    if sniffio.current_async_library() == "trio":
+        import trio
+
+        return trio.current_time
+    import asyncio
+
+    return asyncio.get_running_loop().time
 
 
 def to_item(entry: Item | Mapping[str, Any]) -> Item:

@@ -203,7 +203,7 @@ class Conversation:
         handler = self._handlers.get(type(event))
         if handler is None:
             return []  # ping, rate limits, content parts, unmodelled events: nothing to do
-        if self.state is State.CLOSED:
+        if self._conv.state == "closed":
             return []
         handler(event)
         return self._flush()

@@ -188,16 +188,78 @@ def from_wire(cls: type[T], data: dict[str, Any], path: str = "") -> T:
     Unknown keys are ignored (servers add fields); a missing field takes its
     default; a missing field without a default is a :class:`WireTypeError`.
     """
-    kwargs: dict[str, Any] = {}
-    for name, key, check, has_default in _decode_plan(cls):
-        value = data.get(key, attrs.NOTHING)
-        where = f"{path}.{key}" if path else key
-        if value is attrs.NOTHING:
-            if not has_default:
-                raise WireTypeError(where, "a value (required field)", None)
-            continue
-        kwargs[name] = check(value, where)
-    return cls(**kwargs)
+    decoder = _decoders.get(cls)
+    if decoder is None:
+        decoder = _decoders[cls] = _compile(cls)
+    result: T = decoder(data, path)
+    return result
+
+
+_decoders: dict[type, Callable[[dict[str, Any], str], Any]] = {}
+
+
+def _where(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _fast_test(hint: Any) -> str | None:
+    """A cheap inline test that accepts the common, already-right values (else the full check runs)."""
+    exact = {str: "type(v) is str", int: "type(v) is int", float: "type(v) is float", bool: "type(v) is bool"}
+    if hint in exact:
+        return exact[hint]
+    if hint is Any or hint is object:
+        return "True"
+    origin = typing.get_origin(hint)
+    if origin is dict or hint is dict:
+        return "type(v) is dict"
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(hint)
+        tests = [_fast_test(a) for a in args if a is not type(None)]
+        if None in tests:
+            return None
+        joined = " or ".join(f"({test})" for test in tests if test is not None)
+        return f"v is None or {joined}" if type(None) in args else joined
+    return None
+
+
+def _compile(cls: type) -> Callable[[dict[str, Any], str], Any]:
+    """Generate a decoder for ``cls``: inline type tests, the full check only when they fail.
+
+    Decoding sits on the hot path (every server message), so a plain function
+    per class beats a loop over closures; the generated code is small and
+    built once from the same plan the checks come from.
+    """
+    hints = typing.get_type_hints(cls)
+    namespace: dict[str, Any] = {"_MISSING": attrs.NOTHING, "_where": _where, "WireTypeError": WireTypeError}
+    lines = ["def decode(data, path):", "    get = data.get"]
+    args = []
+    for index, (name, key, check, has_default) in enumerate(_decode_plan(cls)):
+        field = attrs.fields_dict(cls)[name]
+        namespace[f"_check{index}"] = check
+        namespace[f"_default{index}"] = field.default
+        fast = _fast_test(hints[name])
+        lines.append(f"    v = get({key!r}, _MISSING)")
+        lines.append("    if v is _MISSING:")
+        if has_default:
+            default = field.default
+            if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+                lines.append(f"        a{index} = _default{index}.factory()")
+            else:
+                lines.append(f"        a{index} = _default{index}")
+        else:
+            required = f"WireTypeError(_where(path, {key!r}), 'a value (required field)', None)"
+            lines.append(f"        raise {required}")
+        if fast is not None:
+            lines.append(f"    elif {fast}:")
+            lines.append(f"        a{index} = v")
+        lines.append("    else:")
+        lines.append(f"        a{index} = _check{index}(v, _where(path, {key!r}))")
+        args.append(f"{name}=a{index}")
+    lines.append(f"    return _cls({', '.join(args)})")
+    namespace["_cls"] = cls
+    exec("\n".join(lines), namespace)
+    decoder: Callable[[dict[str, Any], str], Any] = namespace["decode"]
+    return decoder
 
 
 def _encode_plan(cls: type) -> tuple[tuple[str, str, bool], ...]:
