@@ -145,13 +145,15 @@ class Dispatcher:
     def _call(self, callback: Callback, event: Any) -> None:
         try:
             result = callback(event)
-            if inspect.isawaitable(result):
-                if inspect.iscoroutine(result):
-                    result.close()
-                raise TypeError("it returned an awaitable: declare it with 'async def'")
-            self.delivered += 1
         except Exception as exc:
             self._failed(callback, event, exc)
+            return
+        if inspect.isawaitable(result):
+            if inspect.iscoroutine(result):
+                result.close()
+            self._failed(callback, event, TypeError("it returned an awaitable: declare it with 'async def'"))
+            return
+        self.delivered += 1
 
     def _failed(self, callback: Callback, event: Any, exc: Exception) -> None:
         log.exception("callback %s failed on %s", _name(callback), type(event).__name__)
@@ -278,7 +280,8 @@ def _is_async(callback: Callback) -> bool:
     target: Any = callback
     while isinstance(target, functools.partial):
         target = target.func
-    return inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(getattr(target, "__call__", None))
+    method = getattr(type(target), "__call__", None)  # an object with an async __call__
+    return inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(method)
 
 
 def _name(callback: Callback) -> str:

@@ -26,7 +26,6 @@ from engine.errors import ConnectionClosed, HandshakeError, TransportError
 from engine.transports._serving import RequestHeaders, check_handshake, run_app
 from engine.transports.base import ServerApp, TransportSettings
 
-
 _YIELD_EVERY = 16
 """Messages a busy end passes before it yields to the scheduler anyway."""
 
