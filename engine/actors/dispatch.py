@@ -280,7 +280,7 @@ def _is_async(callback: Callback) -> bool:
     target: Any = callback
     while isinstance(target, functools.partial):
         target = target.func
-    method = getattr(type(target), "__call__", None)  # an object with an async __call__
+    method = type(target).__dict__.get("__call__")  # an object with an async __call__
     return inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(method)
 
 
