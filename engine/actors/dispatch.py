@@ -148,7 +148,7 @@ class Dispatcher:
         except Exception as exc:
             self._failed(callback, event, exc)
             return
-        if inspect.isawaitable(result):
+        if result is not None and inspect.isawaitable(result):
             if inspect.iscoroutine(result):
                 result.close()
             self._failed(callback, event, TypeError("it returned an awaitable: declare it with 'async def'"))

@@ -56,6 +56,7 @@ from engine.transports.urls import redact_url
 log = logging.getLogger(__name__)
 
 ROLLOVER_TIMER = "session_rollover"
+_STREAMED = frozenset({ev.AudioOut, ev.AssistantTranscript, ev.AssistantText, ev.UserTranscript})
 
 E = TypeVar("E")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -509,7 +510,12 @@ class Session:
                 effects = conv.protocol_error(str(exc))
             else:
                 effects = conv.receive(event)
-            if effects:
+            if not effects:
+                continue
+            if len(effects) == 1 and type(effects[0]) is fx.Emit and type(effects[0].event) in _STREAMED:
+                # The bulk of the traffic (audio and transcript deltas): publish without a coroutine.
+                self._dispatcher.publish(effects[0].event)
+            else:
                 await self._apply(effects)
 
     async def _apply(self, effects: list[fx.Effect], *, sending: bool = True) -> None:

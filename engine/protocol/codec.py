@@ -110,9 +110,15 @@ def encode(event: ClientEvent | AnyServerEvent) -> str:
     return _dumps(to_wire(event))
 
 
+_raw_decode = json.JSONDecoder().raw_decode
+
+
 def _parse(text: str | bytes) -> tuple[str, dict[str, Any]]:
     try:
-        data = json.loads(text)
+        # raw_decode skips json.loads' whitespace scans; anything unusual takes the full path.
+        data, end = _raw_decode(text) if type(text) is str else (None, -1)
+        if end != len(text):
+            data = json.loads(text)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ProtocolError(f"malformed JSON: {type(exc).__name__}: {exc}", _as_text(text)) from None
     if not isinstance(data, dict):
