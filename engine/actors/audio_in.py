@@ -47,7 +47,7 @@ class AudioIn:
         fmt: AudioFormat,
         outbox: Outbox | None,
         *,
-        report_drop: Callable[[int], None],
+        report_drop: Callable[[int], None],  # called with the drops so far in this episode
         chunk_ms: int = 60,
         hold_limit_ms: int = 10_000,
         hold_policy: str = "drop_oldest",
@@ -66,6 +66,7 @@ class AudioIn:
         self._buffer = bytearray()
         self._held: deque[str] = deque()
         self._open = False
+        self._episode_drops = 0  # drops since the gate last opened: the first one is reported
         self.paused = False
         self.chunks_sent = 0
         self.dropped_chunks = 0
@@ -88,8 +89,13 @@ class AudioIn:
             self._open = False
             return
         assert self.outbox is not None, "the gate opens only once a socket is up"
+        self._episode_drops = 0
         while self._held:
-            await self.outbox.send(self._held.popleft())
+            try:
+                await self.outbox.send(self._held[0])
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                return  # the socket went away again: keep holding
+            self._held.popleft()
             self.chunks_sent += 1
         self._open = True
 
@@ -121,12 +127,16 @@ class AudioIn:
     async def _emit(self, chunk: bytes) -> None:
         text = encode(InputAudioBufferAppend(audio=binascii.b2a_base64(chunk, newline=False).decode("ascii")))
         if self._open and self.outbox is not None:
-            await self.outbox.send(text)
-            self.chunks_sent += 1
-            return
+            try:
+                await self.outbox.send(text)
+                self.chunks_sent += 1
+                return
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                self._open = False  # the socket is gone before the gate closed: hold from now on
         if len(self._held) >= self._hold_limit:
             self.dropped_chunks += 1
-            self._report_drop(1)
+            self._episode_drops += 1
+            self._report_drop(self._episode_drops)
             if self._hold_policy == "drop_newest":
                 return
             self._held.popleft()

@@ -306,6 +306,7 @@ class Session:
         while not self._closing:
             error: BaseException | None = None
             planned = False
+            self._ready_on_socket = False
             try:
                 async with self._open_transport() as transport:
                     planned = await self._run_socket(transport)
@@ -595,9 +596,9 @@ class Session:
             log.info("rolling the session over to a new socket (max_session_duration)")
             await self._roll_over()
 
-    def _report_audio_drop(self, count: int) -> None:
-        self.dropped_audio_chunks += count
-        if self.dropped_audio_chunks == count:  # report the first drop of an episode
+    def _report_audio_drop(self, in_episode: int) -> None:
+        self.dropped_audio_chunks += 1
+        if in_episode == 1:  # report the first drop of each hold (each outage)
             self._dispatcher.publish(
                 ev.Error(
                     code="audio_dropped",

@@ -346,11 +346,25 @@ class Conversation:
             return []
         self._resume = self.phase is not Phase.IDLE or self._owed or self._tool_followup
         if self.phase is not Phase.IDLE:
-            self._interrupted.add(self._response_id)
+            # The answer in flight is cut where the user stopped hearing it, as at a barge-in;
+            # only the mirror is cut (the server conversation is gone with the socket).
+            rid = self._response_id
+            cuts = self.ledger.cuts(rid, self._clock())
+            self._interrupted.add(rid)
             self._emit(
-                ev.Interrupted(item_id=self.history.last_assistant_id(), response_id=self._response_id)
+                ev.Interrupted(
+                    item_id=cuts[0].item_id if cuts else None,
+                    response_id=rid,
+                    played_ms=cuts[0].played_ms if cuts else 0,
+                )
             )
-            self._out.append(DropAudioOut(response_id=self._response_id))
+            self._out.append(DropAudioOut(response_id=rid))
+            for cut in cuts:
+                if cut.played_ms <= 0:
+                    self.history.remove(cut.item_id)
+                else:
+                    self.history.cut_heard(cut.item_id, cut.played_ms / cut.received_ms)
+            self.ledger.forget(rid)
         self._fire_response("reset")
         self._response_id = None
         self._owed = False
@@ -412,6 +426,7 @@ class Conversation:
     def _restore(self) -> None:
         """Replay the mirrored conversation on a fresh server conversation."""
         self.turns.connection_restored(self._clock())
+        self.history.prune_empty()  # messages with nothing in them cannot be restored
         self._interrupted.clear()  # the old socket's responses cannot send anything more
         self._user_text.clear()
         for item in self.history.restorable():

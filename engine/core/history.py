@@ -125,6 +125,11 @@ class History:
                 self.finish_text(item_id, None)
         self._text.clear()
 
+    def prune_empty(self) -> None:
+        """Forget messages that never got any text (an answer cut before its first word)."""
+        for item_id in [k for k, item in self._items.items() if item.type == "message" and not item.text]:
+            self.remove(item_id)
+
     def restorable(self) -> list[Item]:
         """The conversation as items a fresh server accepts (text only: GA cannot create audio)."""
         out: list[Item] = []

@@ -480,7 +480,7 @@ def test_connection_lost() -> None:
     assert of_type(out, GateAudio) == [GateAudio(False)]
     assert of_type(out, DropAudioOut) == [DropAudioOut(response_id="resp_1")]
     assert emitted(out) == [
-        ev.Interrupted(item_id=None, response_id="resp_1"),
+        ev.Interrupted(item_id=None, response_id="resp_1", played_ms=0),
         ev.StateChanged(old=C.RESPONDING, new=C.RECONNECTING),
     ]
     assert sent(out) == []

@@ -6,7 +6,7 @@ speech whose scripted transcript names the weather tool, so the server calls
 its output), then a barge-in on a long answer of which 500 ms were heard.
 Afterwards the server's conversation and the client's mirror must tell the
 same story, item by item. Hanging up while caller audio is still going out
-must close quietly (a strict ``xfail``: an engine bug, see its reason).
+must close quietly (a regression test of a fixed engine bug).
 """
 
 from __future__ import annotations
@@ -153,16 +153,6 @@ async def test_full_conversation_matches_the_server() -> None:
     assert outputs_per_call(server_items) == {call.call_id: 1}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=(anyio.ClosedResourceError, anyio.BrokenResourceError),
-    reason=(
-        "engine bug: leaving connect() while caller audio is still going out raises "
-        "anyio.ClosedResourceError: Session._shutdown closes the outbox while AudioIn._emit "
-        "is inside outbox.send() (the gate check came before), and the audio actor does not "
-        "catch it"
-    ),
-)
 async def test_leaving_while_audio_is_going_out_closes_quietly() -> None:
     server = make_server()
     recorder = Recorder()

@@ -9,7 +9,7 @@ audio while no socket is up (up to ``hold_limit_ms``, then by ``hold_policy``),
 stop at once on 401, stop after ``max_attempts`` refusals, and move to a fresh
 socket between turns when ``max_session_duration`` is reached.
 
-Four tests are strict ``xfail``: each pins an engine bug named in its reason.
+Four tests pin engine bugs found while writing them (fixed since).
 """
 
 from __future__ import annotations
@@ -131,15 +131,6 @@ async def test_drop_mid_response_reconnects_and_restores(fault: Faults) -> None:
     assert [e for e in recorder.of_type(ev.Error) if e.fatal] == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "engine bug: a drop after response.create but before the answer's first item reports "
-        "Interrupted(item_id=<the previous turn's answer>): Conversation.connection_lost uses "
-        "history.last_assistant_id(), which is the last *completed* answer, fully heard"
-    ),
-)
 async def test_drop_before_the_answer_started_blames_no_earlier_answer() -> None:
     server = make_server()
     wire, recorder = Wire(), Recorder()
@@ -227,17 +218,6 @@ async def test_tool_output_is_sent_exactly_once_across_a_drop(answer_when: str) 
 # ---------------------------------------------------------------------- 3. giving up
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,
-    reason=(
-        "engine bug: after a socket that worked, failed handshakes never count up. "
-        "Session._connection_loop resets attempt to 0 whenever _ready_on_socket is true, and "
-        "_ready_on_socket is only cleared in _run_socket, which a refused handshake never "
-        "reaches; so every retry is attempt 1, max_attempts is never reached (and the "
-        "backoff never grows)"
-    ),
-)
 async def test_gives_up_after_max_attempts_following_a_drop() -> None:
     server = make_server()
     server.inject(Faults(drop_at="response.output_audio.delta"), index=0)
@@ -367,16 +347,6 @@ async def test_audio_held_beyond_the_limit_is_dropped_by_policy(policy: str, kep
     assert (dropped.code, dropped.fatal, dropped.source) == ("audio_dropped", False, "local")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "engine bug: only the first overflow of the session is reported. "
-        "Session._report_audio_drop publishes audio_dropped when dropped_audio_chunks == count, "
-        "but the counter is cumulative and never reset, so a later episode (another reconnect) "
-        "drops audio silently"
-    ),
-)
 async def test_every_overflow_episode_is_reported() -> None:
     server = make_server()
     for index in (0, 1):  # two drops: two reconnects, two windows of held audio
@@ -399,16 +369,6 @@ async def test_every_overflow_episode_is_reported() -> None:
     assert [e.code for e in recorder.of_type(ev.Error)] == ["audio_dropped", "audio_dropped"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=(anyio.ClosedResourceError, anyio.BrokenResourceError),
-    reason=(
-        "engine bug: a socket drop while caller audio is being forwarded kills the session. "
-        "Session._run_socket closes the outbox (outbox.close_all()) while AudioIn._emit is "
-        "inside outbox.send(), so anyio.ClosedResourceError/BrokenResourceError escapes the "
-        "audio actor and connect() raises it instead of reconnecting"
-    ),
-)
 async def test_drop_while_audio_is_going_out_still_reconnects() -> None:
     server = make_server()
     # The drop comes 0.2 s after the text turn starts, while the audio below is stuck going out.
