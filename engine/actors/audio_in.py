@@ -75,7 +75,10 @@ class AudioIn:
         """Accept caller audio (waits if the actor is behind; discarded while paused)."""
         if self.paused or not pcm:
             return
-        await self._send.send(bytes(pcm))
+        try:
+            self._send.send_nowait(bytes(pcm))  # room in the inbox: no task switch per frame
+        except anyio.WouldBlock:
+            await self._send.send(bytes(pcm))
 
     async def flush(self) -> None:
         """Send everything buffered, even a tail shorter than a chunk, and wait until queued."""
@@ -109,20 +112,29 @@ class AudioIn:
             await self._run()
 
     async def _run(self) -> None:
-        async for message in self._receive:
-            if isinstance(message, _Flush):
-                whole = len(self._buffer) // self._frame * self._frame
-                if whole:
-                    await self._emit(bytes(self._buffer[:whole]))
-                    del self._buffer[:whole]
-                message.done.set()
-                continue
-            self._buffer += message
-            size = self.chunk_bytes
-            while len(self._buffer) >= size:
-                chunk = bytes(self._buffer[:size])
-                del self._buffer[:size]  # bytearray drops its head without copying the rest
-                await self._emit(chunk)
+        async for first in self._receive:
+            await self._take(first)
+            while True:  # the rest of a burst, without a task switch per frame
+                try:
+                    message = self._receive.receive_nowait()
+                except (anyio.WouldBlock, anyio.EndOfStream):
+                    break
+                await self._take(message)
+
+    async def _take(self, message: bytes | _Flush) -> None:
+        if isinstance(message, _Flush):
+            whole = len(self._buffer) // self._frame * self._frame
+            if whole:
+                await self._emit(bytes(self._buffer[:whole]))
+                del self._buffer[:whole]
+            message.done.set()
+            return
+        self._buffer += message
+        size = self.chunk_bytes
+        while len(self._buffer) >= size:
+            chunk = bytes(self._buffer[:size])
+            del self._buffer[:size]  # bytearray drops its head without copying the rest
+            await self._emit(chunk)
 
     async def _emit(self, chunk: bytes) -> None:
         text = encode(InputAudioBufferAppend(audio=binascii.b2a_base64(chunk, newline=False).decode("ascii")))

@@ -28,6 +28,13 @@ class Outbox:
 
     async def send(self, text: str) -> None:
         """Queue one message, waiting (in arrival order) while the queue is full."""
+        if not self._lock.locked():
+            # Nobody is waiting for room, so queueing now keeps the order: no task switch.
+            try:
+                self._send.send_nowait(text)
+                return
+            except anyio.WouldBlock:
+                pass
         async with self._lock:
             await self._send.send(text)
 
@@ -52,6 +59,14 @@ async def run_writer(outbox: Outbox, transport: Transport) -> None:
             async for text in outbox.receive:
                 await transport.send(text)
                 outbox.sent += 1
+                # Send what else is queued before going back to the scheduler.
+                while True:
+                    try:
+                        more = outbox.receive.receive_nowait()
+                    except (anyio.WouldBlock, anyio.EndOfStream):
+                        break
+                    await transport.send(more)
+                    outbox.sent += 1
     except ConnectionClosed as exc:
         log.info("writer stopped: socket closed (%s)", exc.code)
     except TransportError as exc:

@@ -58,7 +58,7 @@ from engine.core.effects import (
 from engine.core.history import History
 from engine.core.metrics import TurnClock
 from engine.core.playback import PlaybackLedger
-from engine.core.states import CONVERSATION_TRANSITIONS, RESPONSE_TRANSITIONS, Phase, State, build
+from engine.core.states import CONVERSATION_TRANSITIONS, RESPONSE_TRANSITIONS, Phase, State, shared
 from engine.errors import UpdateRejected
 from engine.protocol import client as c
 from engine.protocol import server as s
@@ -129,8 +129,10 @@ class Conversation:
         self._clock = clock
         self._conv = _Slot()
         self._resp = _Slot()
-        self._conv_machine = build(self._conv, State, CONVERSATION_TRANSITIONS, State.CONNECTING)
-        self._resp_machine = build(self._resp, Phase, RESPONSE_TRANSITIONS, Phase.IDLE)
+        self._conv.state = State.CONNECTING.value
+        self._resp.state = Phase.IDLE.value
+        self._conv_machine = shared(State, CONVERSATION_TRANSITIONS, State.CONNECTING)
+        self._resp_machine = shared(Phase, RESPONSE_TRANSITIONS, Phase.IDLE)
         for name in ("server_will_respond", "has_open_calls"):
             setattr(self._conv, name, getattr(self, f"_{name}"))
         self.history = History(history, max_items=options.max_history_items)

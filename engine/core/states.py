@@ -120,6 +120,22 @@ def build(
     )
 
 
+_shared: dict[int, Machine] = {}
+
+
+def shared(states: type[enum.StrEnum], table: list[dict[str, Any]], initial: enum.StrEnum) -> Machine:
+    """One machine per table, shared by every conversation (its models are not registered).
+
+    A ``transitions`` machine costs tens of kilobytes; a session only needs its
+    own ``state`` attribute, so all sessions fire the same machine's events on
+    their own small model objects (``machine.events[name].trigger(model)``).
+    """
+    machine = _shared.get(id(table))
+    if machine is None:
+        machine = _shared[id(table)] = build(None, states, table, initial)
+    return machine
+
+
 def values(transition: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """Enum members to plain names (``transitions`` keys states by name)."""
 
