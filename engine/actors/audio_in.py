@@ -25,6 +25,8 @@ from collections import deque
 from collections.abc import Callable
 
 import anyio
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from engine.actors.outbox import Outbox
 from engine.protocol.client import InputAudioBufferAppend
@@ -62,7 +64,9 @@ class AudioIn:
         self._hold_policy = hold_policy
         self.outbox = outbox
         self._report_drop = report_drop
-        self._send, self._receive = anyio.create_memory_object_stream[bytes | _Flush](inbox_size)
+        self._inbox_size = inbox_size
+        self._tg: TaskGroup | None = None
+        self._send: MemoryObjectSendStream[bytes | _Flush] | None = None
         self._buffer = bytearray()
         self._held: deque[str] = deque()
         self._open = False
@@ -71,19 +75,32 @@ class AudioIn:
         self.chunks_sent = 0
         self.dropped_chunks = 0
 
+    def start_in(self, tg: TaskGroup) -> None:
+        """Where to run: the actor's task starts with the first audio (idle sessions stay small)."""
+        self._tg = tg
+
+    def _inbox(self) -> MemoryObjectSendStream[bytes | _Flush]:
+        if self._send is None:
+            if self._tg is None:
+                raise anyio.ClosedResourceError
+            self._send, receive = anyio.create_memory_object_stream[bytes | _Flush](self._inbox_size)
+            self._tg.start_soon(self._run_inbox, receive, name="audio in")
+        return self._send
+
     async def put(self, pcm: bytes) -> None:
         """Accept caller audio (waits if the actor is behind; discarded while paused)."""
         if self.paused or not pcm:
             return
+        inbox = self._inbox()
         try:
-            self._send.send_nowait(bytes(pcm))  # room in the inbox: no task switch per frame
+            inbox.send_nowait(bytes(pcm))  # room in the inbox: no task switch per frame
         except anyio.WouldBlock:
-            await self._send.send(bytes(pcm))
+            await inbox.send(bytes(pcm))
 
     async def flush(self) -> None:
         """Send everything buffered, even a tail shorter than a chunk, and wait until queued."""
         marker = _Flush()
-        await self._send.send(marker)
+        await self._inbox().send(marker)
         await marker.done.wait()
 
     async def set_gate(self, open_: bool) -> None:
@@ -104,22 +121,21 @@ class AudioIn:
 
     def close(self) -> None:
         """Stop accepting audio."""
-        self._send.close()
+        self._tg = None
+        if self._send is not None:
+            self._send.close()
 
-    async def run(self) -> None:
+    async def _run_inbox(self, receive: MemoryObjectReceiveStream[bytes | _Flush]) -> None:
         """Chunk, encode and forward audio until closed."""
-        async with self._receive:
-            await self._run()
-
-    async def _run(self) -> None:
-        async for first in self._receive:
-            await self._take(first)
-            while True:  # the rest of a burst, without a task switch per frame
-                try:
-                    message = self._receive.receive_nowait()
-                except (anyio.WouldBlock, anyio.EndOfStream):
-                    break
-                await self._take(message)
+        async with receive:
+            async for first in receive:
+                await self._take(first)
+                while True:  # the rest of a burst, without a task switch per frame
+                    try:
+                        message = receive.receive_nowait()
+                    except (anyio.WouldBlock, anyio.EndOfStream):
+                        break
+                    await self._take(message)
 
     async def _take(self, message: bytes | _Flush) -> None:
         if isinstance(message, _Flush):

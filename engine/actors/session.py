@@ -283,13 +283,11 @@ class Session:
             hold_policy=self.settings.hold_policy,
         )
         self._audio.paused = self._paused
-        self._timers = Timers(self._on_timer)
-        self._runner = ToolRunner(self._tools, self._on_tool_answer)
+        self._timers = Timers(tg, self._on_timer)
+        self._runner = ToolRunner(tg, self._tools, self._on_tool_answer)
         for kinds, callback in self._callbacks:
             self._dispatcher.add_callback(tg, kinds, callback)
-        tg.start_soon(self._audio.run, name="audio in")
-        tg.start_soon(self._timers.run, name="timers")
-        tg.start_soon(self._runner.run, name="tool runner")
+        self._audio.start_in(tg)
         tg.start_soon(self._connection_loop, name="connection")
 
     def _open_transport(self) -> Any:

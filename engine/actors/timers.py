@@ -1,7 +1,8 @@
-"""The timers actor: named deadlines on the running loop's clock.
+"""Timers: the core's named deadlines, each a short task while it is armed.
 
 The pure core asks for timers with ``ArmTimer``/``CancelTimer`` effects and
-hears back through ``fire(name)``; this actor is the only place that sleeps.
+hears back through ``fire(name)``. An armed timer is one sleeping task in the
+session's task group; an idle session has none, which keeps idle sessions small.
 """
 
 from __future__ import annotations
@@ -9,41 +10,36 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import anyio
+from anyio.abc import TaskGroup
 
 
 class Timers:
-    """Named one-shot timers served by a single task."""
+    """Named one-shot timers; re-arming a name replaces it."""
 
-    def __init__(self, fire: Callable[[str], Awaitable[None]]) -> None:
+    def __init__(self, tg: TaskGroup, fire: Callable[[str], Awaitable[None]]) -> None:
+        self._tg = tg
         self._fire = fire
-        self._deadlines: dict[str, float] = {}
-        self._changed = anyio.Event()
+        self._scopes: dict[str, anyio.CancelScope] = {}
 
     def arm(self, name: str, delay: float) -> None:
         """(Re)arm ``name`` to fire ``delay`` seconds from now."""
-        self._deadlines[name] = anyio.current_time() + delay
-        self._changed.set()
+        self.cancel(name)
+        scope = self._scopes[name] = anyio.CancelScope()
+        self._tg.start_soon(self._run, name, delay, scope, name=f"timer {name}")
 
     def cancel(self, name: str) -> None:
         """Disarm ``name`` if armed."""
-        if self._deadlines.pop(name, None) is not None:
-            self._changed.set()
+        scope = self._scopes.pop(name, None)
+        if scope is not None:
+            scope.cancel()
 
     def armed(self) -> tuple[str, ...]:
         """Names of armed timers."""
-        return tuple(self._deadlines)
+        return tuple(self._scopes)
 
-    async def run(self) -> None:
-        """Fire timers as they fall due; runs until cancelled."""
-        while True:
-            self._changed = anyio.Event()
-            if not self._deadlines:
-                await self._changed.wait()
-                continue
-            name, when = min(self._deadlines.items(), key=lambda kv: kv[1])
-            with anyio.move_on_after(max(0.0, when - anyio.current_time())):
-                await self._changed.wait()
-                continue
-            if self._deadlines.get(name) == when:
-                del self._deadlines[name]
+    async def _run(self, name: str, delay: float, scope: anyio.CancelScope) -> None:
+        with scope:
+            await anyio.sleep(delay)
+            if self._scopes.get(name) is scope:
+                del self._scopes[name]
                 await self._fire(name)

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import anyio
+from anyio.abc import TaskGroup
 
 from engine.core.effects import StartTool
 from engine.tools import Tool
@@ -34,19 +35,28 @@ def error_output(message: str) -> str:
 class ToolRunner:
     """Runs tool calls for one session."""
 
-    def __init__(self, tools: Mapping[str, Tool], answer: Answer, *, max_pending: int = 64) -> None:
+    def __init__(
+        self, tg: TaskGroup, tools: Mapping[str, Tool], answer: Answer, *, max_pending: int = 64
+    ) -> None:
+        self._tg = tg
         self._tools = tools
         self._answer = answer
-        self._send, self._receive = anyio.create_memory_object_stream[StartTool](max_pending)
+        self._max = max_pending
+        self._closed = False
         self._running: dict[str, tuple[anyio.CancelScope, Tool | None, list[str]]] = {}
 
     def start(self, call: StartTool) -> bool:
-        """Queue a call without waiting; False when ``max_pending`` calls are already queued."""
-        try:
-            self._send.send_nowait(call)
-        except (anyio.WouldBlock, anyio.ClosedResourceError):
-            log.error("cannot run tool call %s now: too many pending or closing", call.call_id)
+        """Start a call in its own task; False when closing or ``max_pending`` calls run already."""
+        if self._closed or len(self._running) >= self._max:
+            log.error("cannot run tool call %s now: too many running or closing", call.call_id)
             return False
+        entry: tuple[anyio.CancelScope, Tool | None, list[str]] = (
+            anyio.CancelScope(),
+            self._tools.get(call.name),
+            [],
+        )
+        self._running[call.call_id] = entry
+        self._tg.start_soon(self._run_call, call, entry, name=f"tool {call.name} {call.call_id}")
         return True
 
     def cancel(self, call_ids: tuple[str, ...], reason: str) -> None:
@@ -66,19 +76,12 @@ class ToolRunner:
 
     def close(self) -> None:
         """Accept no more calls."""
-        self._send.close()
+        self._closed = True
 
-    async def run(self) -> None:
-        """Start each queued call in its own task until closed."""
-        async with self._receive, anyio.create_task_group() as tg:
-            async for call in self._receive:
-                tg.start_soon(self._run_call, call, name=f"tool {call.name} {call.call_id}")
-
-    async def _run_call(self, call: StartTool) -> None:
-        tool = self._tools.get(call.name)
-        why: list[str] = []
-        scope = anyio.CancelScope()
-        self._running[call.call_id] = (scope, tool, why)
+    async def _run_call(
+        self, call: StartTool, entry: tuple[anyio.CancelScope, Tool | None, list[str]]
+    ) -> None:
+        scope, tool, why = entry
         try:
             output, is_error = await self._execute(call, tool, scope, why)
         finally:

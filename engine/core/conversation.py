@@ -154,7 +154,6 @@ class Conversation:
         self._user_text: dict[str | None, str] = {}
         self._counter = 0
         self._out: list[Effect] = []
-        self.effective_session: dict[str, Any] = {}
         self._handlers: dict[type, Callable[[Any], None]] = {
             s.SessionCreated: self._on_session_created,
             s.SessionUpdated: self._on_session_updated,
@@ -401,10 +400,11 @@ class Conversation:
         self._send(c.SessionUpdate(session=self.config.to_wire(), event_id=self._new_id("evt_session")))
 
     def _on_session_updated(self, event: s.SessionUpdated) -> None:
-        self.effective_session = event.session or {}
+        # The server's effective config goes to the application; it is not kept (memory per session).
+        effective = event.session or {}
         if self.state is State.CONNECTING:
             self._fire("ready")
-            self._emit(ev.SessionReady(session=self.effective_session))
+            self._emit(ev.SessionReady(session=effective))
             for item in self._initial:
                 self._send(c.ConversationItemCreate(item=item))
             self._initial = []
@@ -415,7 +415,7 @@ class Conversation:
                 self._send(event_)
         elif self.state is State.RECONNECTING:
             self._fire("ready")
-            self._emit(ev.SessionReady(session=self.effective_session))
+            self._emit(ev.SessionReady(session=effective))
             self._initial, self._held = [], []  # both are in the mirrored history the restore replays
             self._restore()
             self._out.append(GateAudio(True))
@@ -529,11 +529,17 @@ class Conversation:
         self.turns.begin("user_speech_ended", self._clock())
         if self.config.turn_detection is None:
             return
-        if self._fire("user_stopped") and self._server_will_respond() and self.phase is Phase.IDLE:
+        if not (self._fire("user_stopped") and self._server_will_respond()):
+            return
+        if self.phase is Phase.IDLE:
             # A server-handled turn: the server sends response.created by itself.
             self._request_origin = "server"
             self._fire_response("request")
             self._out.append(ArmTimer(name=RESPONSE_TIMER, delay=self.options.response_created_timeout))
+        elif not self.config.server_interrupts_response:
+            # The server still has the old response (it does not cancel by itself), so it will
+            # not answer this turn; ask once that response is over.
+            self._owed = True
 
     def _on_transcription_delta(self, event: s.InputAudioTranscriptionDelta) -> None:
         text = self._user_text.get(event.item_id, "") + event.delta
