@@ -58,8 +58,15 @@ def _join(url: str, query: dict[str, str]) -> str:
 class Provider(Protocol):
     """What the session needs from a provider."""
 
-    name: str
-    profile: Profile
+    @property
+    def name(self) -> str:
+        """Short provider name."""
+        ...
+
+    @property
+    def profile(self) -> Profile:
+        """What the provider can do."""
+        ...
 
     def endpoint(self) -> tuple[str, dict[str, str]]:
         """URL (with query) and headers for one new connection."""

@@ -73,6 +73,10 @@ BENIGN_ERRORS = frozenset({"response_cancel_not_active", "conversation_already_h
 FATAL_ERROR_TYPES = frozenset({"authentication_error", "permission_error"})
 FATAL_ERROR_CODES = frozenset({"invalid_api_key", "session_expired", "insufficient_quota"})
 
+LOST_TURN_NOTE = (
+    "The connection was interrupted and the user's last words were lost before they were heard. "
+    "Briefly ask the user to repeat; do not greet them again."
+)
 RESUME_NOTE = (
     "The connection was interrupted briefly. Continue the conversation from where it stopped; "
     "do not greet the user again."
@@ -146,6 +150,8 @@ class Conversation:
         self._interrupted: set[str | None] = set()
         self._audio_produced = False
         self._resume = False  # a restore must ask the model to go on
+        self._lost_user_turn = False  # a user utterance went down with the socket
+        self._user_turn_open = False  # server VAD heard speech whose transcript is not final yet
         self._request_origin = "client"  # who asked for the response in the slot
         self.ledger = PlaybackLedger(config.output_format.bytes_per_second / 1000)
         self._audio_responses: list[str | None] = []  # recent responses with audio, oldest first
@@ -370,6 +376,7 @@ class Conversation:
         self._response_id = None
         self._owed = False
         self.turns.connection_lost(self._clock())
+        self._keep_user_words()
         self.history.flush_streaming()
         for call in self.calls.abandon_incomplete():
             # Arguments never completed: the call does not exist on the next socket.
@@ -378,6 +385,27 @@ class Conversation:
         self._out.append(GateAudio(False))
         self._fire("connection_lost")
         return self._flush()
+
+    def _keep_user_words(self) -> None:
+        """On a drop, keep what was transcribed of the user's last turn; report what was lost."""
+        kept = False
+        for item_id, text in self._user_text.items():
+            if text.strip():
+                self.history.set_transcript(item_id, text.strip())  # the interim words beat none
+                kept = True
+        self._user_text.clear()
+        lost = self.history.unheard_user_audio()
+        for item_id in lost:
+            self.history.remove(item_id)
+        # Speech the server heard but had not transcribed (or even committed) is gone too.
+        if lost or (self._user_turn_open and not kept):
+            self._user_turn_open = False
+            self._lost_user_turn = True
+            self._resume = True
+            self._error(
+                "user_turn_lost",
+                "the user's last utterance was lost with the connection before it was transcribed",
+            )
 
     def close(self) -> list[Effect]:
         """End the conversation; running tools are cancelled."""
@@ -436,7 +464,9 @@ class Conversation:
         if (self._resume or self._tool_followup) and not self.calls.open():
             self._resume = False
             self._tool_followup = False
-            self._send(c.ConversationItemCreate(item=Item.system_text(RESUME_NOTE, id=self._new_id("item"))))
+            note = LOST_TURN_NOTE if self._lost_user_turn else RESUME_NOTE
+            self._lost_user_turn = False
+            self._send(c.ConversationItemCreate(item=Item.system_text(note, id=self._new_id("item"))))
             self._owed = True
 
     def _on_error(self, event: s.Error) -> None:
@@ -500,6 +530,17 @@ class Conversation:
     def _on_output_item(self, event: r.ResponseOutputItemAdded | r.ResponseOutputItemDone) -> None:
         if event.item is None:
             return
+        if event.response_id is not None and (
+            self.phase is Phase.IDLE
+            or (self._response_id is not None and event.response_id != self._response_id)
+        ):
+            # An output item of a response that is not running: it would open a call nothing closes.
+            self._error(
+                "unexpected_event",
+                f"{event.TYPE} for response {event.response_id}, which is not active",
+                source="protocol",
+            )
+            return
         self._track_call(event.item, event.response_id)
         self.history.add(event.item)
 
@@ -521,6 +562,7 @@ class Conversation:
         self._emit(ev.SpeechStarted(item_id=event.item_id, audio_start_ms=event.audio_start_ms))
         if self.config.turn_detection is None:
             return  # Inworld fires VAD events in manual mode too; the app owns turns.
+        self._user_turn_open = True
         self._barge_in(server_cancels=self.config.server_interrupts_response)
         self._fire("user_started")
 
@@ -548,6 +590,7 @@ class Conversation:
 
     def _on_transcription_completed(self, event: s.InputAudioTranscriptionCompleted) -> None:
         self._user_text.pop(event.item_id, None)
+        self._user_turn_open = False
         text = event.transcript.strip()
         self.history.set_transcript(event.item_id, text)
         if text:
@@ -555,6 +598,7 @@ class Conversation:
 
     def _on_transcription_failed(self, event: s.InputAudioTranscriptionFailed) -> None:
         self._user_text.pop(event.item_id, None)
+        self._user_turn_open = False
         message = event.error.message if event.error else "transcription failed"
         self._error("transcription_failed", f"item {event.item_id}: {message}")
 
@@ -572,6 +616,7 @@ class Conversation:
         self._response_id = rid
         self._create_event_id = None
         self._tool_followup = False  # this response sees every output sent so far
+        self._user_turn_open = False  # the server has the user's item now (it is in the mirror)
         self.turns.mark("response_created", self._clock())
         self._emit(ev.ResponseStarted(response_id=rid))
         if cancelling:

@@ -125,6 +125,16 @@ class History:
                 self.finish_text(item_id, None)
         self._text.clear()
 
+    def unheard_user_audio(self) -> list[str]:
+        """User audio messages without any transcript (a restore cannot carry them)."""
+        return [
+            item_id
+            for item_id, item in self._items.items()
+            if item.role == "user"
+            and not item.text
+            and any(p.type == "input_audio" for p in item.content or ())
+        ]
+
     def prune_empty(self) -> None:
         """Forget messages that never got any text (an answer cut before its first word)."""
         for item_id in [k for k, item in self._items.items() if item.type == "message" and not item.text]:

@@ -20,7 +20,7 @@ audio). Unknown ``type`` values are sent too, but they are not bad input:
 the codec maps them to ``UnknownServerEvent`` by design (new server events
 must not break old clients), so they are not counted. One valid-looking
 shape is left out: a ``function_call`` output item for a response that is
-not active wedges the session (an engine bug, the strict xfail at the end).
+not active wedged the session (an engine bug, fixed; the regression test is at the end).
 
 Properties, under asyncio and trio:
 
@@ -471,7 +471,6 @@ BUG_STRAY_CALL = (
 
 
 @pytest.mark.anyio
-@pytest.mark.xfail(strict=True, raises=TimeoutError, reason=BUG_STRAY_CALL)
 async def test_a_stray_function_call_item_does_not_wedge_the_session() -> None:
     """A function_call output item for a response that was never created, then the normal turn.
 
