@@ -25,9 +25,9 @@ from collections import deque
 from collections.abc import Callable
 
 import anyio
-from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from engine.actors.group import Starter
 from engine.actors.outbox import Outbox
 from engine.protocol.client import InputAudioBufferAppend
 from engine.protocol.codec import encode
@@ -65,7 +65,7 @@ class AudioIn:
         self.outbox = outbox
         self._report_drop = report_drop
         self._inbox_size = inbox_size
-        self._tg: TaskGroup | None = None
+        self._tg: Starter | None = None
         self._send: MemoryObjectSendStream[bytes | _Flush] | None = None
         self._buffer = bytearray()
         self._held: deque[str] = deque()
@@ -75,7 +75,7 @@ class AudioIn:
         self.chunks_sent = 0
         self.dropped_chunks = 0
 
-    def start_in(self, tg: TaskGroup) -> None:
+    def start_in(self, tg: Starter) -> None:
         """Where to run: the actor's task starts with the first audio (idle sessions stay small)."""
         self._tg = tg
 

@@ -34,9 +34,9 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio
-from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream
 
+from engine.actors.group import Starter
 from engine.core import events as ev
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ class Dispatcher:
 
     # -------------------------------------------------------------- subscribing
 
-    def add_callback(self, tg: TaskGroup, types: tuple[type, ...] | None, callback: Callback) -> None:
+    def add_callback(self, tg: Starter, types: tuple[type, ...] | None, callback: Callback) -> None:
         """Call ``callback`` for each matching event: inline if sync, in its own task if async."""
         if not _is_async(callback):
             self._inline.append((types, callback))

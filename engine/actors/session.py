@@ -29,10 +29,10 @@ import anyio
 import anyio.abc
 import attrs
 import sniffio
-from anyio.abc import TaskGroup
 
 from engine.actors.audio_in import AudioIn
 from engine.actors.dispatch import Callback, Dispatcher, EventStream
+from engine.actors.group import ActorGroup
 from engine.actors.outbox import Outbox, run_writer
 from engine.actors.settings import SessionSettings
 from engine.actors.timers import Timers
@@ -99,7 +99,7 @@ class Session:
         self._callbacks: list[tuple[tuple[type, ...] | None, Callback]] = []
         self._dispatcher = Dispatcher(event_buffer=self.settings.event_buffer)
         self._conv: Conversation | None = None
-        self._tg: TaskGroup | None = None
+        self._tg: ActorGroup | None = None
         self._body_scope: anyio.CancelScope | None = None
         self._transport: Transport | None = None
         self._outbox: Outbox | None = None
@@ -220,7 +220,8 @@ class Session:
         try:
             async with anyio.create_task_group() as tg:
                 self._body_scope = tg.cancel_scope
-                await tg.start(self._run_actors)
+                self._tg = ActorGroup(tg)
+                self._start(self._tg)
                 try:
                     with anyio.fail_after(self.settings.ready_timeout):
                         await self._ready.wait()
@@ -246,16 +247,7 @@ class Session:
     def _why(self) -> str:
         return f"{self._fatal.code}: {self._fatal.message}" if self._fatal else "closed"
 
-    async def _run_actors(
-        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
-    ) -> None:
-        """The actors' own task group: closing cancels it without touching the caller's body."""
-        async with anyio.create_task_group() as actors:
-            self._tg = actors
-            self._start(actors)
-            task_status.started()
-
-    def _start(self, tg: TaskGroup) -> None:
+    def _start(self, tg: ActorGroup) -> None:
         config = self.provider.prepare(self._with_tools(self._config))
         options = attrs.evolve(
             self.provider.core_options(),
@@ -404,7 +396,7 @@ class Session:
         self._closed.set()
         self._ready.set()  # wake connect() if it was still waiting
         if self._tg is not None:
-            self._tg.cancel_scope.cancel()
+            self._tg.cancel()
         if abort and self._body_scope is not None:
             self._body_scope.cancel()
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import anyio
-from anyio.abc import TaskGroup
+
+from engine.actors.group import Starter
 
 
 class Timers:
     """Named one-shot timers; re-arming a name replaces it."""
 
-    def __init__(self, tg: TaskGroup, fire: Callable[[str], Awaitable[None]]) -> None:
+    def __init__(self, tg: Starter, fire: Callable[[str], Awaitable[None]]) -> None:
         self._tg = tg
         self._fire = fire
         self._scopes: dict[str, anyio.CancelScope] = {}

@@ -17,8 +17,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import anyio
-from anyio.abc import TaskGroup
 
+from engine.actors.group import Starter
 from engine.core.effects import StartTool
 from engine.tools import Tool
 
@@ -36,7 +36,7 @@ class ToolRunner:
     """Runs tool calls for one session."""
 
     def __init__(
-        self, tg: TaskGroup, tools: Mapping[str, Tool], answer: Answer, *, max_pending: int = 64
+        self, tg: Starter, tools: Mapping[str, Tool], answer: Answer, *, max_pending: int = 64
     ) -> None:
         self._tg = tg
         self._tools = tools
