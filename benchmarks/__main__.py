@@ -45,8 +45,11 @@ def _worker(name: str, backend: str, quick: bool) -> int:
     """Run one benchmark on one backend in this process; print its figures as one line."""
     logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
     module = importlib.import_module(f"benchmarks.{name}")
-    figures = module.run(backend, quick)
-    print(MARKER + json.dumps([f.to_json() for f in figures]), flush=True)
+    revision = report.revision()  # other work may land while the suite runs: note what this one saw
+    figures = [f.to_json() for f in module.run(backend, quick)]
+    for f in figures:
+        f["extra"]["engine_revision"] = revision
+    print(MARKER + json.dumps(figures), flush=True)
     return 0
 
 

@@ -97,17 +97,6 @@ class Push:
             pass  # the session left
 
 
-class Idle:
-    """Handshake, then read and discard until the client leaves."""
-
-    def check_handshake(self, path: str, headers: Mapping[str, str]) -> tuple[int, str] | None:
-        return None
-
-    async def handle(self, transport: Transport, path: str, headers: Mapping[str, str]) -> None:
-        await handshake(transport)
-        await drain(transport)
-
-
 def provider(url: str = MEMORY_URL) -> engine.Inworld:
     """An Inworld provider pointed at ``url``."""
     return engine.Inworld(api_key=KEY, url=url)

@@ -1,4 +1,4 @@
-"""What every benchmark shares: the figure record, statistics, audio, and a session factory.
+"""What every benchmark shares: the figure record, statistics, test audio, a free port, process figures.
 
 A benchmark module exposes ``NAME``, ``BACKENDS`` and ``run(backend, quick) -> list[Figure]``;
 :mod:`benchmarks.__main__` runs each (benchmark, backend) pair in its own child process.
