@@ -91,16 +91,28 @@ class AudioIn:
         """Accept caller audio (waits if the actor is behind; discarded while paused)."""
         if self.paused or not pcm:
             return
-        inbox = self._inbox()
-        try:
-            inbox.send_nowait(bytes(pcm))  # room in the inbox: no task switch per frame
-        except anyio.WouldBlock:
-            await inbox.send(bytes(pcm))
+        # Re-chunk here, in the caller's task: the actor wakes once per whole chunk
+        # (60 ms), not once per microphone frame.
+        self._buffer += pcm
+        size = self.chunk_bytes
+        while len(self._buffer) >= size:
+            chunk = bytes(self._buffer[:size])
+            del self._buffer[:size]  # bytearray drops its head without copying the rest
+            inbox = self._inbox()
+            try:
+                inbox.send_nowait(chunk)
+            except anyio.WouldBlock:
+                await inbox.send(chunk)
 
     async def flush(self) -> None:
         """Send everything buffered, even a tail shorter than a chunk, and wait until queued."""
+        whole = len(self._buffer) // self._frame * self._frame
+        inbox = self._inbox()
+        if whole:
+            await inbox.send(bytes(self._buffer[:whole]))
+            del self._buffer[:whole]
         marker = _Flush()
-        await self._inbox().send(marker)
+        await inbox.send(marker)
         await marker.done.wait()
 
     async def set_gate(self, open_: bool) -> None:
@@ -139,18 +151,9 @@ class AudioIn:
 
     async def _take(self, message: bytes | _Flush) -> None:
         if isinstance(message, _Flush):
-            whole = len(self._buffer) // self._frame * self._frame
-            if whole:
-                await self._emit(bytes(self._buffer[:whole]))
-                del self._buffer[:whole]
-            message.done.set()
+            message.done.set()  # everything before it has been emitted
             return
-        self._buffer += message
-        size = self.chunk_bytes
-        while len(self._buffer) >= size:
-            chunk = bytes(self._buffer[:size])
-            del self._buffer[:size]  # bytearray drops its head without copying the rest
-            await self._emit(chunk)
+        await self._emit(message)
 
     async def _emit(self, chunk: bytes) -> None:
         text = encode(InputAudioBufferAppend(audio=binascii.b2a_base64(chunk, newline=False).decode("ascii")))

@@ -131,7 +131,8 @@ class Dispatcher:
                 continue
             try:
                 if sub.dropped:
-                    sub.send.send_nowait(_overflow(sub.dropped))
+                    if sub.wants(_OVERFLOW_PROBE):  # only consumers of Error hear about it
+                        sub.send.send_nowait(_overflow(sub.dropped))
                     sub.dropped = 0
                 sub.send.send_nowait(event)
             except anyio.WouldBlock:
@@ -266,6 +267,9 @@ class EventStream:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+_OVERFLOW_PROBE = ev.Error(code="events_dropped", message="", source="local")
 
 
 def _overflow(count: int) -> ev.Error:

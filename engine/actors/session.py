@@ -508,6 +508,8 @@ class Session:
                 self._dispatcher.publish(effects[0].event)
             else:
                 await self._apply(effects)
+            # Drop the last message before waiting: an idle session must not hold it (memory).
+            text = event = effects = None  # type: ignore[assignment]
 
     async def _apply(self, effects: list[fx.Effect], *, sending: bool = True) -> None:
         for effect in effects:
