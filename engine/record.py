@@ -33,7 +33,7 @@ from engine.errors import UpdateRejected
 from engine.protocol._wire import from_wire, to_wire
 from engine.protocol.client import ResponseParams
 from engine.protocol.codec import decode, encode
-from engine.protocol.config import SessionConfig, config_from_wire
+from engine.protocol.config import config_from_wire
 from engine.protocol.items import Item
 from engine.protocol.server_response import ResponseOutputAudioDelta
 
@@ -261,9 +261,3 @@ def server_script(path: str | Path, *, timing: bool = True) -> list[dict[str, An
                 event["delta"] = base64.b64encode(bytes(int(record["audio_bytes"]))).decode()
             script.append(event)
     return script
-
-
-def config_of(path: str | Path) -> SessionConfig:
-    """The session configuration a recording started with."""
-    first = next(read(path))
-    return config_from_wire(first["config"])

@@ -34,10 +34,6 @@ class Timers:
         if scope is not None:
             scope.cancel()
 
-    def armed(self) -> tuple[str, ...]:
-        """Names of armed timers."""
-        return tuple(self._scopes)
-
     async def _run(self, name: str, delay: float, scope: anyio.CancelScope) -> None:
         with scope:
             await anyio.sleep(delay)

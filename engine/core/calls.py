@@ -92,10 +92,6 @@ class CallLedger:
         """Unanswered calls a response announced."""
         return [c for c in self._calls.values() if c.response_id == response_id and not c.answered]
 
-    def all(self) -> list[Call]:
-        """Every call, answered or not."""
-        return list(self._calls.values())
-
     def abandon_incomplete(self) -> list[Call]:
         """Drop calls whose arguments never completed (their socket is gone); return them."""
         gone = [c for c in self._calls.values() if not c.started and not c.answered and c.arguments is None]

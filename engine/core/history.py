@@ -25,7 +25,6 @@ class History:
         self._max = max_items
         self._items: dict[str, Item] = {}
         self._text: dict[str, str] = {}  # streaming assistant text by item id
-        self._last_assistant: str | None = None
         self._cut: set[str] = set()  # items cut to what was heard: server copies do not undo that
         self._anonymous = 0
         for item in initial:
@@ -53,8 +52,6 @@ class History:
             self.merge(item)
             return False
         self._items[item_id] = item
-        if item.role == "assistant":
-            self._last_assistant = item_id
         if self._max is not None and len(self._items) > self._max:
             self.remove(next(iter(self._items)))
         return True
@@ -161,10 +158,6 @@ class History:
             space = text.rfind(" ", 0, keep + 1)
             keep = space if space > 0 else keep
         self.cut_text(item_id, text[:keep].rstrip())
-
-    def last_assistant_id(self) -> str | None:
-        """The most recent assistant message id."""
-        return self._last_assistant
 
 
 def _restorable(item: Item) -> Item | None:

@@ -146,10 +146,6 @@ class TurnClock:
         self._reset()
         return record
 
-    def note(self, name: str) -> None:
-        """Flag that something happened in this turn (``tool``, ``reconnect``)."""
-        self._fields.setdefault(name, None)
-
 
 def _sum_usage(a: Usage, b: Usage) -> Usage:
     def add(x: int | None, y: int | None) -> int | None:

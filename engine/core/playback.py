@@ -113,10 +113,6 @@ class PlaybackLedger:
         """Items of the response the user did not hear in full: where to truncate, what to delete."""
         return [c for c in self.positions(response_id, now) if c.played_ms < c.received_ms]
 
-    def first_played_at(self, response_id: str | None) -> bool:
-        """True once any item of the response was acknowledged as played."""
-        return any((self._items[i].acked_ms or 0) > 0 for i in self._order.get(response_id, []))
-
     def forget(self, response_id: str | None) -> None:
         """Drop a response's records (its audio is over or cut)."""
         for item_id in self._order.pop(response_id, []):
