@@ -58,7 +58,15 @@ from engine.core.effects import (
 from engine.core.history import History
 from engine.core.metrics import TurnClock
 from engine.core.playback import PlaybackLedger
-from engine.core.states import CONVERSATION_TRANSITIONS, RESPONSE_TRANSITIONS, Phase, State, shared
+from engine.core.states import (
+    CONVERSATION_TRANSITIONS,
+    RESPONSE_TRANSITIONS,
+    Phase,
+    State,
+    fire,
+    plan_of,
+    shared,
+)
 from engine.errors import UpdateRejected
 from engine.protocol import client as c
 from engine.protocol import server as s
@@ -135,8 +143,9 @@ class Conversation:
         self._resp = _Slot()
         self._conv.state = State.CONNECTING.value
         self._resp.state = Phase.IDLE.value
-        self._conv_machine = shared(State, CONVERSATION_TRANSITIONS, State.CONNECTING)
-        self._resp_machine = shared(Phase, RESPONSE_TRANSITIONS, Phase.IDLE)
+        # The shared transitions machines, read once into lookup plans (see states.plan_of).
+        self._conv_plan = plan_of(shared(State, CONVERSATION_TRANSITIONS, State.CONNECTING))
+        self._resp_plan = plan_of(shared(Phase, RESPONSE_TRANSITIONS, Phase.IDLE))
         for name in ("server_will_respond", "has_open_calls"):
             setattr(self._conv, name, getattr(self, f"_{name}"))
         self.history = History(history, max_items=options.max_history_items)
@@ -915,7 +924,7 @@ class Conversation:
         """Trigger the conversation machine; an illegal trigger is reported, not raised."""
         old = self._conv.state
         try:
-            self._conv_machine.events[trigger].trigger(self._conv)
+            fire(self._conv_plan, self._conv, trigger)
         except MachineError:
             self._error(
                 "illegal_transition", f"{trigger!r} is not allowed in state {old!r}", source="protocol"
@@ -927,7 +936,7 @@ class Conversation:
 
     def _fire_response(self, trigger: str) -> None:
         try:
-            self._resp_machine.events[trigger].trigger(self._resp)
+            fire(self._resp_plan, self._resp, trigger)
         except MachineError:
             self._error(
                 "illegal_transition",

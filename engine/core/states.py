@@ -30,7 +30,7 @@ from __future__ import annotations
 import enum
 from typing import Any
 
-from transitions import Machine
+from transitions import Machine, MachineError
 
 
 class State(enum.StrEnum):
@@ -127,13 +127,62 @@ def shared(states: type[enum.StrEnum], table: list[dict[str, Any]], initial: enu
     """One machine per table, shared by every conversation (its models are not registered).
 
     A ``transitions`` machine costs tens of kilobytes; a session only needs its
-    own ``state`` attribute, so all sessions fire the same machine's events on
-    their own small model objects (``machine.events[name].trigger(model)``).
+    own ``state`` attribute, so all sessions step their own small model objects
+    through the same machine (by its :func:`plan_of`).
     """
     machine = _shared.get(id(table))
     if machine is None:
         machine = _shared[id(table)] = build(None, states, table, initial)
     return machine
+
+
+Step = tuple[tuple[tuple[str, bool], ...], str | None]
+"""One transition of a trigger from a source: its guards (name, expected result) and destination."""
+Plan = dict[str, dict[str, tuple[Step, ...]]]
+"""A machine's transitions by trigger, then source state, in the machine's order."""
+
+_plans: dict[int, Plan] = {}
+
+
+def plan_of(machine: Machine) -> Plan:
+    """The machine's own transitions, read into nested dicts for :func:`fire`.
+
+    ``transitions`` resolves a trigger through several layers of objects (some
+    microseconds), and the core fires one every few server events. The plan is
+    read from the built machine, not from the tables, so the machine stays the
+    one definition; a test checks that both agree on every state, trigger and
+    guard outcome. Only what the tables use is supported: named guards, no
+    callbacks.
+    """
+    plan = _plans.get(id(machine))
+    if plan is None:
+        plan = {}
+        for trigger, event in machine.events.items():
+            plan[trigger] = {
+                source: tuple((tuple((c.func, c.target) for c in t.conditions), t.dest) for t in transitions)
+                for source, transitions in event.transitions.items()
+            }
+        _plans[id(machine)] = plan
+    return plan
+
+
+def fire(plan: Plan, model: Any, trigger: str) -> bool:
+    """Trigger like ``machine.events[trigger].trigger(model)``: False when no guard passes.
+
+    Raises ``transitions.MachineError`` when ``trigger`` is not allowed in the model's state.
+    """
+    steps = plan[trigger].get(model.state)
+    if steps is None:
+        raise MachineError(f"{trigger!r} is not allowed in state {model.state!r}")
+    for guards, dest in steps:
+        for name, expected in guards:
+            if getattr(model, name)() != expected:
+                break
+        else:
+            if dest is not None:
+                model.state = dest
+            return True
+    return False
 
 
 def values(transition: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -142,8 +142,55 @@ def _build(cls: type[Any], kind: str, data: dict[str, Any], text: str | bytes) -
         raise ProtocolError(f"bad {kind!r} event: {exc}", _as_text(text)) from None
 
 
+_AUDIO_DELTA = r.ResponseOutputAudioDelta
+_AUDIO_TYPE = '"type":"response.output_audio.delta"'
+_DELTA_KEY = '"delta":"'
+
+
+def _split_audio(text: str) -> tuple[str, str] | None:
+    """An audio delta as (the message with an empty ``delta``, the base64 payload), or None.
+
+    Most of the traffic is audio, and most of an audio message is its payload:
+    taking the payload out with two ``find`` calls spares the JSON scanner a
+    copy and a scan of it. Base64 holds no quote or backslash, so the first
+    quote after the key closes the string; anything else (an escape, a second
+    ``"delta":"``) returns None and the message takes the general path.
+    """
+    at = text.find(_DELTA_KEY)
+    if at < 0:
+        return None
+    start = at + len(_DELTA_KEY)
+    end = text.find('"', start)
+    if end < 0 or text.find(_DELTA_KEY, end) >= 0:
+        return None
+    payload = text[start:end]
+    if "\\" in payload:
+        return None
+    return text[:start] + text[end:], payload
+
+
+def _decode_audio(text: str) -> AnyServerEvent | None:
+    split = _split_audio(text)
+    if split is None:
+        return None
+    kind, data = _parse(split[0])
+    # The key found must be the top-level one (a nested "delta" leaves the top one absent).
+    if kind != _AUDIO_DELTA.TYPE or data.get("delta") != "":
+        return None
+    data["delta"] = split[1]
+    result: AnyServerEvent = _build(_AUDIO_DELTA, kind, data, text)
+    return result
+
+
 def decode(text: str | bytes) -> AnyServerEvent:
     """Parse one server message. Raises :class:`~engine.errors.ProtocolError` and nothing else."""
+    if type(text) is str and text.find(_AUDIO_TYPE, 0, 64) >= 0:
+        try:
+            event = _decode_audio(text)
+        except ProtocolError:
+            event = None  # the general path reports it against the whole message
+        if event is not None:
+            return event
     kind, data = _parse(text)
     cls = SERVER_EVENTS.get(kind)
     if cls is None:
