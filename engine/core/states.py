@@ -159,7 +159,9 @@ def plan_of(machine: Machine) -> Plan:
         plan = {}
         for trigger, event in machine.events.items():
             plan[trigger] = {
-                source: tuple((tuple((c.func, c.target) for c in t.conditions), t.dest) for t in transitions)
+                source: tuple(
+                    (tuple((str(c.func), c.target) for c in t.conditions), t.dest) for t in transitions
+                )
                 for source, transitions in event.transitions.items()
             }
         _plans[id(machine)] = plan
