@@ -182,6 +182,14 @@ def _decode_plan(cls: type) -> _Plan:
     return plan
 
 
+def decoder_for(cls: type[T]) -> Callable[[dict[str, Any], str], T]:
+    """The generated decoder of ``cls`` (what :func:`from_wire` calls), for hot loops."""
+    decoder = _decoders.get(cls)
+    if decoder is None:
+        decoder = _decoders[cls] = _compile(cls)
+    return decoder
+
+
 def from_wire(cls: type[T], data: dict[str, Any], path: str = "") -> T:
     """Build ``cls`` from a decoded JSON object, checking each field's type.
 
@@ -233,6 +241,7 @@ def _compile(cls: type) -> Callable[[dict[str, Any], str], Any]:
     namespace: dict[str, Any] = {"_MISSING": attrs.NOTHING, "_where": _where, "WireTypeError": WireTypeError}
     lines = ["def decode(data, path):", "    get = data.get"]
     args = []
+    by_init: list[tuple[int, str]] = []
     for index, (name, key, check, has_default) in enumerate(_decode_plan(cls)):
         field = attrs.fields_dict(cls)[name]
         namespace[f"_check{index}"] = check
@@ -242,7 +251,10 @@ def _compile(cls: type) -> Callable[[dict[str, Any], str], Any]:
         lines.append("    if v is _MISSING:")
         if has_default:
             default = field.default
-            if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+            if isinstance(default, attrs.Factory) and default.takes_self:  # type: ignore[arg-type,union-attr]
+                lines.append(f"        a{index} = _MISSING")  # left to __init__, which has the instance
+                by_init.append((index, name))
+            elif isinstance(default, attrs.Factory):  # type: ignore[arg-type]
                 lines.append(f"        a{index} = _default{index}.factory()")
             else:
                 lines.append(f"        a{index} = _default{index}")
@@ -255,11 +267,48 @@ def _compile(cls: type) -> Callable[[dict[str, Any], str], Any]:
         lines.append("    else:")
         lines.append(f"        a{index} = _check{index}(v, _where(path, {key!r}))")
         args.append(f"{name}=a{index}")
-    lines.append(f"    return _cls({', '.join(args)})")
     namespace["_cls"] = cls
+    setters = _slot_setters(cls)
+    if by_init:
+        lines.append(f"    kw = dict({', '.join(args)})")
+        for index, name in by_init:
+            lines.append(f"    if a{index} is _MISSING:")
+            lines.append(f"        del kw[{name!r}]")
+        lines.append("    return _cls(**kw)")
+    elif setters is None:
+        lines.append(f"    return _cls({', '.join(args)})")
+    else:
+        # The values are checked above and the class has nothing else to run on
+        # init, so fill the slots directly (half the cost of a frozen __init__).
+        lines.append("    o = _new(_cls)")
+        for index, setter in enumerate(setters):
+            namespace[f"_set{index}"] = setter
+            lines.append(f"    _set{index}(o, a{index})")
+        lines.append("    return o")
+        namespace["_new"] = object.__new__
     exec("\n".join(lines), namespace)
     decoder: Callable[[dict[str, Any], str], Any] = namespace["decode"]
     return decoder
+
+
+def _slot_setters(cls: type) -> list[Callable[[Any, Any], None]] | None:
+    """Slot setters of ``cls``'s init fields in order, if plain slot filling equals its ``__init__``."""
+    fields = attrs.fields(cls)
+    if (
+        "__slots__" not in cls.__dict__
+        or any(hasattr(cls, hook) for hook in ("__attrs_pre_init__", "__attrs_post_init__"))
+        or any(not f.init or f.validator is not None or f.converter is not None for f in fields)
+        or any(isinstance(f.default, attrs.Factory) and f.default.takes_self for f in fields)  # type: ignore[arg-type]
+    ):
+        return None
+    setters = []
+    for f in fields:
+        owner = next(k for k in cls.__mro__ if f.name in k.__dict__)
+        descriptor = owner.__dict__[f.name]
+        if type(descriptor).__name__ != "member_descriptor":
+            return None
+        setters.append(descriptor.__set__)
+    return setters
 
 
 def _encode_plan(cls: type) -> tuple[tuple[str, str, bool], ...]:

@@ -10,12 +10,13 @@ take defaults, and everything else that is wrong (bad JSON, not an object, no
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from engine.errors import ProtocolError
 from engine.protocol import server as s
 from engine.protocol import server_response as r
-from engine.protocol._wire import WireTypeError, from_wire, to_wire
+from engine.protocol._wire import WireTypeError, decoder_for, from_wire, to_wire
 from engine.protocol.client import CLIENT_EVENTS, ClientEvent, InputAudioBufferAppend
 
 ServerEvent = (
@@ -145,16 +146,27 @@ def _build(cls: type[Any], kind: str, data: dict[str, Any], text: str | bytes) -
 _AUDIO_DELTA = r.ResponseOutputAudioDelta
 _AUDIO_TYPE = '"type":"response.output_audio.delta"'
 _DELTA_KEY = '"delta":"'
+_decoders: dict[str, Callable[[dict[str, Any], str], Any]] = {}
 
 
-def _split_audio(text: str) -> tuple[str, str] | None:
-    """An audio delta as (the message with an empty ``delta``, the base64 payload), or None.
+def _decoder(kind: str) -> Callable[[dict[str, Any], str], Any] | None:
+    decoder = _decoders.get(kind)
+    if decoder is None:
+        cls = SERVER_EVENTS.get(kind)
+        if cls is None:
+            return None
+        decoder = _decoders[kind] = decoder_for(cls)
+    return decoder
+
+
+def _decode_audio(text: str) -> AnyServerEvent | None:
+    """An audio delta decoded without running its payload through the JSON scanner, or None.
 
     Most of the traffic is audio, and most of an audio message is its payload:
-    taking the payload out with two ``find`` calls spares the JSON scanner a
-    copy and a scan of it. Base64 holds no quote or backslash, so the first
-    quote after the key closes the string; anything else (an escape, a second
-    ``"delta":"``) returns None and the message takes the general path.
+    taking the payload out with ``find`` spares the scanner a copy and a scan
+    of it. Base64 holds no quote or backslash, so the first quote after the key
+    closes the string; anything else (an escape, a second ``"delta":"``, a
+    nested one) returns None and the message takes the general path.
     """
     at = text.find(_DELTA_KEY)
     if at < 0:
@@ -166,35 +178,49 @@ def _split_audio(text: str) -> tuple[str, str] | None:
     payload = text[start:end]
     if "\\" in payload:
         return None
-    return text[:start] + text[end:], payload
-
-
-def _decode_audio(text: str) -> AnyServerEvent | None:
-    split = _split_audio(text)
-    if split is None:
-        return None
-    kind, data = _parse(split[0])
+    rest = text[:start] + text[end:]
+    data, stop = _raw_decode(rest)
     # The key found must be the top-level one (a nested "delta" leaves the top one absent).
-    if kind != _AUDIO_DELTA.TYPE or data.get("delta") != "":
+    if stop != len(rest) or type(data) is not dict or data.get("type") != _AUDIO_DELTA.TYPE:
         return None
-    data["delta"] = split[1]
-    result: AnyServerEvent = _build(_AUDIO_DELTA, kind, data, text)
+    if data.get("delta") != "":
+        return None
+    data["delta"] = payload
+    result: AnyServerEvent = _audio_decoder(data, "")
+    return result
+
+
+def _decode_fast(text: str) -> AnyServerEvent | None:
+    """The common case in as few steps as possible; None (or any exception) means: take the careful path."""
+    if text.find(_AUDIO_TYPE, 0, 64) >= 0:
+        event = _decode_audio(text)
+        if event is not None:
+            return event
+    data, end = _raw_decode(text)
+    if end != len(text) or type(data) is not dict:
+        return None
+    kind = data.get("type")
+    decoder = _decoders.get(kind) if type(kind) is str else None
+    if decoder is None:
+        return None
+    result: AnyServerEvent = decoder(data, "")
     return result
 
 
 def decode(text: str | bytes) -> AnyServerEvent:
     """Parse one server message. Raises :class:`~engine.errors.ProtocolError` and nothing else."""
-    if type(text) is str and text.find(_AUDIO_TYPE, 0, 64) >= 0:
+    if type(text) is str:
         try:
-            event = _decode_audio(text)
-        except ProtocolError:
-            event = None  # the general path reports it against the whole message
+            event = _decode_fast(text)
+        except Exception:  # the careful path below says what is wrong
+            event = None
         if event is not None:
             return event
     kind, data = _parse(text)
     cls = SERVER_EVENTS.get(kind)
     if cls is None:
         return s.UnknownServerEvent(type=kind, raw=data)
+    _decoder(kind)  # the fast path knows this kind from now on
     result: AnyServerEvent = _build(cls, kind, data, text)
     return result
 
@@ -207,3 +233,6 @@ def decode_client(text: str | bytes) -> ClientEvent:
         raise ProtocolError(f"unknown client event type {kind!r}", _as_text(text))
     result: ClientEvent = _build(cls, kind, data, text)
     return result
+
+
+_audio_decoder = decoder_for(_AUDIO_DELTA)
