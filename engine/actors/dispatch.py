@@ -125,7 +125,16 @@ class Dispatcher:
                     done.set()
         for types, callback in self._inline:
             if types is None or isinstance(event, types):
-                self._call(callback, event)
+                # _call, inlined: this runs for every audio chunk.
+                try:
+                    result = callback(event)
+                except Exception as exc:
+                    self._failed(callback, event, exc)
+                    continue
+                if result is None:
+                    self.delivered += 1
+                else:
+                    self._returned(callback, event, result)
         for sub in self._subscribers:
             if not sub.wants(event):
                 continue
@@ -143,13 +152,9 @@ class Dispatcher:
             except (anyio.ClosedResourceError, anyio.BrokenResourceError):
                 pass  # the consumer went away; its loss
 
-    def _call(self, callback: Callback, event: Any) -> None:
-        try:
-            result = callback(event)
-        except Exception as exc:
-            self._failed(callback, event, exc)
-            return
-        if result is not None and inspect.isawaitable(result):
+    def _returned(self, callback: Callback, event: Any, result: Any) -> None:
+        """A sync callback returned something: fine, unless it is an awaitable nobody will await."""
+        if inspect.isawaitable(result):
             if inspect.iscoroutine(result):
                 result.close()
             self._failed(callback, event, TypeError("it returned an awaitable: declare it with 'async def'"))

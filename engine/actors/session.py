@@ -275,7 +275,7 @@ class Session:
             hold_policy=self.settings.hold_policy,
         )
         self._audio.paused = self._paused
-        self._timers = Timers(tg, self._on_timer)
+        self._timers = Timers(tg, self._on_timer, _loop_clock())
         self._runner = ToolRunner(tg, self._tools, self._on_tool_answer)
         for kinds, callback in self._callbacks:
             self._dispatcher.add_callback(tg, kinds, callback)
@@ -487,9 +487,11 @@ class Session:
         conv = self._conv
         assert conv is not None
         self._drop_reason = None
+        # Bound once: this loop runs for every server message.
+        receive, feed, publish, emit = transport.receive, conv.receive, self._dispatcher.publish, fx.Emit
         while True:
             try:
-                text = await transport.receive()
+                text = await receive()
             except (ConnectionClosed, TransportError) as exc:
                 if not self._closing and not self._rollover:
                     log.warning("socket lost: %s", exc)
@@ -500,16 +502,16 @@ class Session:
             except ProtocolError as exc:
                 effects = conv.protocol_error(str(exc))
             else:
-                effects = conv.receive(event)
+                effects = feed(event)
             if not effects:
                 continue
-            if len(effects) == 1 and type(effects[0]) is fx.Emit and type(effects[0].event) in _STREAMED:
+            if len(effects) == 1 and type(first := effects[0]) is emit and type(first.event) in _STREAMED:
                 # The bulk of the traffic (audio and transcript deltas): publish without a coroutine.
-                self._dispatcher.publish(effects[0].event)
+                publish(first.event)
             else:
                 await self._apply(effects)
             # Drop the last message before waiting: an idle session must not hold it (memory).
-            text = event = effects = None  # type: ignore[assignment]
+            text = event = effects = first = None  # type: ignore[assignment]
 
     async def _apply(self, effects: list[fx.Effect], *, sending: bool = True) -> None:
         for effect in effects:

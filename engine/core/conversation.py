@@ -222,7 +222,8 @@ class Conversation:
         if self._conv.state == "closed":
             return []
         handler(event)
-        return self._flush()
+        out, self._out = self._out, []
+        return out
 
     def protocol_error(self, message: str, code: str = "protocol_error") -> list[Effect]:
         """Report a server message that could not be decoded; the conversation goes on."""
@@ -698,7 +699,9 @@ class Conversation:
             self._fire("response_finished")
 
     def _on_audio_delta(self, event: r.ResponseOutputAudioDelta) -> None:
-        if event.response_id in self._interrupted:
+        # Most server events are this one: locals and one Emit, nothing else.
+        rid = event.response_id
+        if rid in self._interrupted:
             return  # the response was cut off; its late audio must not play
         try:
             pcm = binascii.a2b_base64(event.delta, strict_mode=True)
@@ -711,19 +714,19 @@ class Conversation:
             return
         self._audio_produced = True
         now = self._clock()
-        rid = event.response_id
-        if not self.ledger.has_audio(rid):
+        ledger = self.ledger
+        if not ledger.has_audio(rid):
             self.turns.mark("first_audio_received", now)
             self._audio_responses.append(rid)
             while len(self._audio_responses) > 2:
-                self.ledger.forget(self._audio_responses.pop(0))
-        self.ledger.received(rid, event.item_id, len(pcm), now)
-        self._emit(
-            ev.AudioOut(
-                pcm=pcm,
-                sample_rate=self.config.output_format.rate,
-                item_id=event.item_id,
-                response_id=event.response_id,
+                ledger.forget(self._audio_responses.pop(0))
+        item_id = event.item_id
+        ledger.received(rid, item_id, len(pcm), now)
+        self._out.append(
+            Emit(
+                ev.AudioOut(
+                    pcm=pcm, sample_rate=self.config.output_format.rate, item_id=item_id, response_id=rid
+                )
             )
         )
 
@@ -731,9 +734,11 @@ class Conversation:
         if event.response_id in self._interrupted:
             return
         text = self.history.append_text(event.item_id, event.delta)
-        self._emit(
-            ev.AssistantTranscript(
-                item_id=event.item_id, response_id=event.response_id, delta=event.delta, text=text
+        self._out.append(
+            Emit(
+                ev.AssistantTranscript(
+                    item_id=event.item_id, response_id=event.response_id, delta=event.delta, text=text
+                )
             )
         )
 
