@@ -28,15 +28,20 @@ class Outbox:
 
     async def send(self, text: str) -> None:
         """Queue one message, waiting (in arrival order) while the queue is full."""
-        if not self._lock.locked():
-            # Nobody is waiting for room, so queueing now keeps the order: no task switch.
-            try:
-                self._send.send_nowait(text)
-                return
-            except anyio.WouldBlock:
-                pass
+        if self.send_nowait(text):
+            return
         async with self._lock:
             await self._send.send(text)
+
+    def send_nowait(self, text: str) -> bool:
+        """Queue one message if that needs no wait; False if the queue is full or others wait for room."""
+        if self._lock.locked():
+            return False  # queueing now would overtake them
+        try:
+            self._send.send_nowait(text)
+        except anyio.WouldBlock:
+            return False
+        return True
 
     def close(self) -> None:
         """No more messages; the writer ends once the queue is drained."""

@@ -1,0 +1,125 @@
+"""AudioIn's two paths to the outbox (the caller's task, or the actor) keep the chunks in order.
+
+Driven directly, without a session: a tiny outbox that nobody drains forces
+the fall-back to the actor, and the test then drains it and reads the order.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Iterator
+
+import anyio
+import pytest
+
+from engine.actors.audio_in import AudioIn
+from engine.actors.outbox import Outbox
+from engine.protocol.config import AudioFormat
+
+pytestmark = pytest.mark.anyio
+FMT = AudioFormat()
+CHUNK = FMT.bytes_per_second * 60 // 1000
+
+
+def _chunk(n: int) -> bytes:
+    return bytes([n]) * CHUNK
+
+
+def _numbers(texts: list[str]) -> list[int]:
+    return [base64.b64decode(json.loads(t)["audio"])[0] for t in texts]
+
+
+async def _drain(outbox: Outbox, n: int) -> list[str]:
+    return [await outbox.receive.receive() for _ in range(n)]
+
+
+@pytest.fixture
+def outbox_of() -> Iterator[Callable[[int], Outbox]]:
+    """Outboxes of a given size, closed after the test."""
+    made: list[Outbox] = []
+
+    def make(size: int) -> Outbox:
+        made.append(Outbox(size=size))
+        return made[-1]
+
+    yield make
+    for outbox in made:
+        outbox.close_all()
+
+
+async def test_direct_path_queues_in_the_callers_task(
+    outbox_of: Callable[[int], Outbox],
+) -> None:
+    outbox = outbox_of(8)
+    audio = AudioIn(FMT, outbox, report_drop=lambda n: None)
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            audio.start_in(tg)
+            await audio.set_gate(True)
+            for n in range(3):
+                await audio.put(_chunk(n))
+            # Queued already, on return from put: no task switch was needed.
+            assert outbox.statistics() == 3
+            assert audio.chunks_sent == 3
+            audio.close()
+    assert _numbers(await _drain(outbox, 3)) == [0, 1, 2]
+
+
+async def test_a_full_outbox_falls_back_to_the_actor_in_order(
+    outbox_of: Callable[[int], Outbox],
+) -> None:
+    outbox = outbox_of(1)
+    audio = AudioIn(FMT, outbox, report_drop=lambda n: None)
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            audio.start_in(tg)
+            await audio.set_gate(True)
+            await audio.put(_chunk(0))  # direct: the outbox had room
+            await audio.put(_chunk(1))  # full: the actor takes it (it has not run yet)
+            got = [outbox.receive.receive_nowait()]  # room again, with chunk 1 still in hand
+            await audio.put(_chunk(2))  # must queue behind chunk 1, not overtake it
+            got += await _drain(outbox, 2)
+            # Room again and nothing in hand: the next chunk goes direct.
+            await audio.put(_chunk(3))
+            got += await _drain(outbox, 1)
+            audio.close()
+    assert _numbers(got) == [0, 1, 2, 3]
+    assert audio.chunks_sent == 4
+
+
+async def test_flush_waits_for_chunks_taken_by_either_path(outbox_of: Callable[[int], Outbox]) -> None:
+    outbox = outbox_of(1)
+    audio = AudioIn(FMT, outbox, report_drop=lambda n: None)
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            audio.start_in(tg)
+            await audio.set_gate(True)
+            await audio.put(_chunk(0) + _chunk(1)[: CHUNK // 2])  # one whole chunk and a tail
+            flushed = anyio.Event()
+
+            async def flush() -> None:
+                await audio.flush()
+                flushed.set()
+
+            tg.start_soon(flush)
+            got = await _drain(outbox, 2)  # the tail can only go once the first chunk left
+            await flushed.wait()
+            audio.close()
+    assert _numbers(got) == [0, 1]
+    assert len(base64.b64decode(json.loads(got[1])["audio"])) == CHUNK // 2
+
+
+async def test_closed_gate_holds_instead_of_sending_direct(outbox_of: Callable[[int], Outbox]) -> None:
+    outbox = outbox_of(8)
+    audio = AudioIn(FMT, outbox, report_drop=lambda n: None)
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            audio.start_in(tg)
+            await audio.put(_chunk(0))  # the gate is closed (not ready yet): held by the actor
+            await audio.flush()
+            assert outbox.statistics() == 0
+            await audio.set_gate(True)
+            await audio.put(_chunk(1))
+            audio.close()
+    assert _numbers(await _drain(outbox, 2)) == [0, 1]
