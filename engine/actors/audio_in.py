@@ -24,7 +24,6 @@ front, never re-copied as it grows.
 
 from __future__ import annotations
 
-import binascii
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -34,8 +33,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from engine.actors.group import Starter
 from engine.actors.outbox import Outbox
-from engine.protocol.client import InputAudioBufferAppend
-from engine.protocol.codec import encode
+from engine.protocol.codec import encode_audio_append
 from engine.protocol.config import AudioFormat
 
 log = logging.getLogger(__name__)
@@ -112,7 +110,7 @@ class AudioIn:
         """Queue ``chunk`` in the outbox from the caller's task, if that can be done without waiting."""
         assert self.outbox is not None
         try:
-            if not self.outbox.send_nowait(_append(chunk)):
+            if not self.outbox.send_nowait(encode_audio_append(chunk)):
                 return False
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
             self._open = False  # the socket is gone: the actor holds from now on
@@ -187,7 +185,7 @@ class AudioIn:
             self._in_hand -= 1
 
     async def _emit(self, chunk: bytes) -> None:
-        text = _append(chunk)
+        text = encode_audio_append(chunk)
         if self._open and self.outbox is not None:
             try:
                 await self.outbox.send(text)
@@ -203,8 +201,3 @@ class AudioIn:
                 return
             self._held.popleft()
         self._held.append(text)
-
-
-def _append(chunk: bytes) -> str:
-    """The ``input_audio_buffer.append`` message carrying ``chunk``."""
-    return encode(InputAudioBufferAppend(audio=binascii.b2a_base64(chunk, newline=False).decode("ascii")))

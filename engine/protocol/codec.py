@@ -9,6 +9,7 @@ take defaults, and everything else that is wrong (bad JSON, not an object, no
 
 from __future__ import annotations
 
+import binascii
 import json
 from collections.abc import Callable
 from typing import Any
@@ -109,6 +110,16 @@ def encode(event: ClientEvent | AnyServerEvent) -> str:
     if isinstance(event, s.UnknownServerEvent):
         return _dumps(event.raw)
     return _dumps(to_wire(event))
+
+
+def encode_audio_append(pcm: bytes) -> str:
+    """The ``input_audio_buffer.append`` message for raw audio bytes, as :func:`encode` would write it.
+
+    The sending hot path: base64 output needs no JSON escaping, so the text is
+    put together directly (no event object, no character checks).
+    """
+    audio = binascii.b2a_base64(pcm, newline=False).decode("ascii")
+    return '{"type":"input_audio_buffer.append","audio":"' + audio + '"}'
 
 
 _raw_decode = json.JSONDecoder().raw_decode

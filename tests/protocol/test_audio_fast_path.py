@@ -15,8 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.errors import ProtocolError
-from engine.protocol import codec, decode
+from engine.protocol import codec, decode, decode_client, encode
 from engine.protocol import server_response as r
+from engine.protocol.client import InputAudioBufferAppend
 
 FAST = settings(max_examples=300, deadline=None, database=None)
 PCM = bytes(range(256)) * 3
@@ -101,3 +102,12 @@ def test_generated_deltas_agree(extra: dict[str, Any], payload: str, first: bool
     message = {**kind, **fields} if first else {**fields, **kind}
     separators = (", ", ": ") if spaced else (",", ":")
     _agrees(json.dumps(message, separators=separators, ensure_ascii=False))
+
+
+@FAST
+@given(pcm=st.binary(max_size=4000))
+def test_append_shortcut_writes_what_encode_writes(pcm: bytes) -> None:
+    audio = base64.b64encode(pcm).decode()
+    text = codec.encode_audio_append(pcm)
+    assert text == encode(InputAudioBufferAppend(audio=audio))
+    assert decode_client(text) == InputAudioBufferAppend(audio=audio)
