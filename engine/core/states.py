@@ -19,10 +19,12 @@ machines rather than one large one:
   still ``cancelling`` until its ``response.done``.
 
 The tables below are the only definition of both. The runtime builds plain
-``transitions.Machine`` objects from them, and :func:`diagram` draws the same
-tables with ``transitions``' Mermaid engine (:mod:`engine.core.diagram`), so the picture in ``diagrams/``
-cannot drift from the code (a test compares them). Guards (``conditions``) are
-names of predicates on :class:`~engine.core.conversation.Conversation`.
+``transitions.Machine`` objects from them (one per table, shared by every
+conversation) and steps each conversation by the machine's :func:`plan_of`,
+and :func:`diagram` draws the same tables with ``transitions``' Mermaid engine
+(:mod:`engine.core.diagram`), so the picture in ``diagrams/`` cannot drift
+from the code (a test compares them). Guards (``conditions``) are names of
+predicates on :class:`~engine.core.conversation.Conversation`.
 """
 
 from __future__ import annotations
