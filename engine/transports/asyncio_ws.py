@@ -23,6 +23,7 @@ from websockets.exceptions import (
 )
 from websockets.exceptions import (
     InvalidHandshake,
+    InvalidMessage,
     InvalidStatus,
     InvalidURI,
     WebSocketException,
@@ -30,7 +31,7 @@ from websockets.exceptions import (
 from websockets.protocol import State
 
 from engine.errors import ConnectionClosed, HandshakeError, TransportError
-from engine.transports.base import TransportSettings, as_text
+from engine.transports.base import HUNG_UP, TransportSettings, as_text
 from engine.transports.urls import redact_headers, redact_url
 
 logger = logging.getLogger(__name__)
@@ -51,6 +52,8 @@ def map_error(exc: BaseException) -> BaseException:
     if isinstance(exc, InvalidStatus):
         status = exc.response.status_code
         return HandshakeError(f"server refused the WebSocket handshake: HTTP {status}", status)
+    if isinstance(exc, InvalidMessage) and isinstance(exc.__cause__, EOFError):
+        return TransportError(HUNG_UP)  # not a refusal: a retry may well succeed
     if isinstance(exc, InvalidHandshake):
         return HandshakeError(f"WebSocket handshake failed: {exc}")
     if isinstance(exc, InvalidURI):

@@ -16,6 +16,9 @@ import attrs
 
 from engine.errors import TransportError
 
+HUNG_UP = "the server closed the connection before answering the WebSocket upgrade"
+"""The message of the :class:`~engine.errors.TransportError` both socket transports raise then."""
+
 
 @attrs.frozen(kw_only=True)
 class TransportSettings:

@@ -9,9 +9,10 @@ websockets does); the pending and later ``receive`` calls then raise
 
 TCP and TLS are opened here rather than by trio-websocket, so a refused
 connection or a bad certificate fails at once with a clear error instead of
-leaving the handshake waiting until ``connect_timeout``. (A server that drops
-the TCP connection without answering the upgrade still costs the whole
-``connect_timeout``: trio-websocket does not report that case.) Every foreign
+leaving the handshake waiting until ``connect_timeout``. trio-websocket does
+not report a server that drops the TCP connection without answering the
+upgrade (its handshake would wait for ``connect_timeout``), so the stream is
+handed to it behind :class:`_Watched`, which ends the wait on the hang-up. Every foreign
 exception is translated in :func:`map_error` and :meth:`TrioTransport._closed`,
 and the nursery's exception group is unwrapped in :func:`_raise_one`.
 
@@ -26,14 +27,14 @@ import logging
 import ssl
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import NoReturn
+from typing import Any, NoReturn, cast
 from urllib.parse import urlsplit
 
 import trio
 import trio_websocket as tw
 
 from engine.errors import ConnectionClosed, HandshakeError, TransportError
-from engine.transports.base import TransportSettings, as_text
+from engine.transports.base import HUNG_UP, TransportSettings, as_text
 
 logger = logging.getLogger(__name__)
 
@@ -185,24 +186,67 @@ async def _open(
     try:
         with trio.fail_after(settings.connect_timeout):
             stream = await _open_stream(host, port, secure)
+            watched = _Watched(stream)
             try:
-                ws = await tw.wrap_client_stream(
-                    nursery,
-                    stream,
-                    _host_header(host, port, secure),
-                    resource,
-                    extra_headers=extra,
-                    message_queue_size=QUEUE_SIZE,
-                    max_message_size=settings.max_message_size,
-                )
-                return ws, stream
+                with trio.CancelScope() as watched.handshake:
+                    ws = await tw.wrap_client_stream(
+                        nursery,
+                        cast(Any, watched),  # it only uses the Stream interface (and .socket, forwarded)
+                        _host_header(host, port, secure),
+                        resource,
+                        extra_headers=extra,
+                        message_queue_size=QUEUE_SIZE,
+                        max_message_size=settings.max_message_size,
+                    )
+                    watched.handshake = None
+                    return ws, stream
             except BaseException:
                 await trio.aclose_forcefully(stream)
                 raise
+            await trio.aclose_forcefully(stream)
+            raise TransportError(HUNG_UP)
     except trio.TooSlowError:
         raise TransportError(f"connect timed out after {settings.connect_timeout}s") from None
     except (OSError, trio.BrokenResourceError) as exc:
         raise map_error(exc) from exc
+
+
+class _Watched(trio.abc.Stream):
+    """The connection's stream, as trio-websocket reads it; a hang-up cancels ``handshake``.
+
+    ``handshake`` is the cancel scope around the opening handshake, and None
+    once it is over (from then on trio-websocket reports a hang-up itself).
+    """
+
+    def __init__(self, inner: _Stream) -> None:
+        self.inner = inner
+        self.handshake: trio.CancelScope | None = None
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        try:
+            data = await self.inner.receive_some(max_bytes)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self._hung_up()
+            raise
+        if not data:
+            self._hung_up()
+        return bytes(data)
+
+    def _hung_up(self) -> None:
+        if self.handshake is not None:
+            self.handshake.cancel()
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self.inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)  # .socket, for trio-websocket's local/remote
 
 
 async def _open_stream(host: str, port: int, secure: bool) -> _Stream:

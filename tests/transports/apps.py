@@ -128,3 +128,23 @@ async def silent_server(*, upgrade: bool = True) -> AsyncIterator[SilentServer]:
         group.start_soon(listener.serve, server.handle)
         yield server
         group.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def hangup_server(*, read_request: bool = True) -> AsyncIterator[str]:
+    """A TCP server on 127.0.0.1 that closes each connection without answering the upgrade; yields its URL."""
+
+    async def handle(stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            request = b""
+            while read_request and b"\r\n\r\n" not in request:
+                request += await stream.receive()
+
+    async with (
+        await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0) as listener,
+        anyio.create_task_group() as group,
+    ):
+        port = listener.extra(anyio.abc.SocketAttribute.local_port)
+        group.start_soon(listener.serve, handle)
+        yield f"ws://127.0.0.1:{port}"
+        group.cancel_scope.cancel()

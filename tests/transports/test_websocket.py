@@ -13,7 +13,8 @@ import pytest
 
 from engine.errors import ConnectionClosed, HandshakeError, TransportError
 from engine.transports import Connector, TransportSettings, connect
-from tests.transports.apps import EchoApp, running, silent_server
+from engine.transports.base import HUNG_UP
+from tests.transports.apps import EchoApp, hangup_server, running, silent_server
 
 pytestmark = pytest.mark.anyio
 
@@ -158,6 +159,20 @@ async def test_connect_timeout_is_transport_error() -> None:
                     pytest.fail("connected without an HTTP answer")
             await server.dropped.wait()  # the half-open socket was closed
     assert not isinstance(info.value, HandshakeError)
+
+
+@pytest.mark.parametrize("read_request", [True, False], ids=["after-request", "at-once"])
+async def test_server_hanging_up_before_the_upgrade_fails_at_once(read_request: bool) -> None:
+    # connect_timeout is far beyond the test's bound: waiting for it would fail the test.
+    settings = TransportSettings(connect_timeout=60)
+    with anyio.fail_after(5):
+        async with hangup_server(read_request=read_request) as url:
+            with pytest.raises(TransportError) as info:
+                async with connect(url, AUTH, settings):
+                    pytest.fail("connected to a server that hung up")
+    # A transport failure the session retries, not a refusal of the credentials.
+    assert type(info.value) is TransportError
+    assert str(info.value) == HUNG_UP
 
 
 async def test_wss_to_a_plain_server_fails_in_tls() -> None:
