@@ -5,10 +5,11 @@ loopback port and runs a conversation against it: a text turn, a voice turn
 from synthesized audio that makes the model call a tool, and a barge-in that
 cuts the assistant off (with the truncation to what was heard). A simulated
 speaker plays the assistant's audio in real time and acknowledges it, so the
-playback ledger and per-turn latency figures are real. ``--url`` and
-``--provider`` run the same script against a real endpoint (the key comes from
-``INWORLD_API_KEY`` / ``OPENAI_API_KEY``); ``--wav`` sends a recording as the
-user's voice.
+playback ledger and per-turn latency figures are real. ``--provider openai``
+speaks OpenAI's dialect (URL form, auth, session fields) to the same local
+server; with ``--url`` the script runs against a real endpoint (the key comes
+from ``INWORLD_API_KEY`` / ``OPENAI_API_KEY``); ``--wav`` sends a recording as
+the user's voice.
 """
 
 from __future__ import annotations
@@ -190,7 +191,10 @@ async def run_demo(args: argparse.Namespace, out: TextIO) -> int:
         if args.url is None:
             server = LocalServer(pace=args.pace, ping_interval=5.0)
             await tg.start(server.run, "127.0.0.1", 0)
-            provider: Any = engine.Inworld(api_key="local-demo-key", url=server.url())
+            if args.provider == "openai":  # the local server speaks both handshakes
+                provider: Any = engine.OpenAI(api_key="local-demo-key", url=server.openai_url())
+            else:
+                provider = engine.Inworld(api_key="local-demo-key", url=server.url())
             timeline.line("server", f"local realtime server on 127.0.0.1:{server.port}")
         elif args.provider == "openai":
             provider = engine.OpenAI(api_key=_key("OPENAI_API_KEY"), url=args.url)

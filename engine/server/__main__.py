@@ -14,7 +14,8 @@ from engine.server.app import PATH, LocalServer
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m engine.server",
-        description="A local Inworld-like realtime WebSocket server (no network, deterministic assistant).",
+        description="A local realtime WebSocket server speaking Inworld's and OpenAI's handshakes "
+        "(no network, deterministic assistant).",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8765, help="port (0: any free port; default 8765)")
@@ -59,9 +60,11 @@ async def _main(args: argparse.Namespace) -> None:
         server.replay(server_script(args.replay), index=0)
     async with anyio.create_task_group() as group:
         port = await group.start(server.run, args.host, args.port)
-        logging.getLogger("engine.server").info(
+        log = logging.getLogger("engine.server")
+        log.info(
             "local realtime server on ws://%s:%d%s?key=<session>&protocol=realtime", args.host, port, PATH
         )
+        log.info("OpenAI's form is accepted too: ws://%s:%d/v1/realtime?model=<model>", args.host, port)
 
 
 def main(argv: list[str] | None = None) -> int:

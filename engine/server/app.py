@@ -134,6 +134,17 @@ class LocalServer:
             raise RuntimeError("the server is not listening yet")
         return f"ws://{self.host}:{self.port}{path}?{urlencode({'key': key, 'protocol': 'realtime'})}"
 
+    def openai_url(self, *, model: str | None = None, path: str = "/v1/realtime") -> str:
+        """A ``ws://`` URL of the running server in OpenAI's form.
+
+        ``engine.OpenAI(url=server.openai_url())`` adds its own ``model``; a bare
+        client passes ``model=`` to get it in the query.
+        """
+        if self.port is None:
+            raise RuntimeError("the server is not listening yet")
+        query = f"?{urlencode({'model': model})}" if model is not None else ""
+        return f"ws://{self.host}:{self.port}{path}{query}"
+
     def headers(self, *, scheme: str = "Basic") -> dict[str, str]:
         """Handshake headers the server accepts (the expected key, or any key)."""
         return {"Authorization": f"{scheme} {self.expected_key or 'local-key'}"}
@@ -141,7 +152,7 @@ class LocalServer:
     # -- the ServerApp protocol -----------------------------------------------
 
     def check_handshake(self, path: str, headers: Mapping[str, str]) -> tuple[int, str] | None:
-        """Refuse scripted refusals (503), then requests Inworld would refuse (401, 400)."""
+        """Refuse scripted refusals (503), then requests Inworld or OpenAI would refuse (401, 400)."""
         if self._refusals:
             self.refused += 1
             status = self._refusals.popleft()

@@ -1,9 +1,11 @@
-"""The HTTP upgrade check, as Inworld's endpoint does it (protocol.md §1.1).
+"""The HTTP upgrade check, as Inworld's and OpenAI's endpoints do it (protocol.md §1.1, §1.2).
 
-Required: an ``Authorization`` header, ``Basic <key>`` or ``Bearer <jwt>``
+Inworld's form: an ``Authorization`` header, ``Basic <key>`` or ``Bearer <jwt>``
 (401 without), and the query parameters ``key=<session id>`` and
-``protocol=realtime`` (400 without). With an expected credential configured, a
-different one is refused with 401.
+``protocol=realtime`` (400 without). OpenAI's form, recognised by a ``model``
+query parameter without ``key``: ``Authorization: Bearer <key>`` (401 with
+another scheme) and a non-empty ``model`` (400 without). With an expected
+credential configured, a different one is refused with 401.
 """
 
 from __future__ import annotations
@@ -31,11 +33,23 @@ def check_request(
     credential = credential.strip()
     if scheme.lower() not in ("basic", "bearer") or not credential:
         return (401, "Unauthorized: use 'Authorization: Basic <key>' or 'Bearer <jwt>'")
-    query = parse_qs(urlsplit(path).query)
-    if not query.get("key", [""])[0]:
+    query = parse_qs(urlsplit(path).query, keep_blank_values=True)
+    if "model" in query and "key" not in query:
+        refusal = _check_openai(scheme, query)
+        if refusal is not None:
+            return refusal
+    elif not query.get("key", [""])[0]:
         return (400, "Bad Request: the 'key' query parameter (a session id) is required")
-    if query.get("protocol", [""])[0] != "realtime":
+    elif query.get("protocol", [""])[0] != "realtime":
         return (400, "Bad Request: the 'protocol=realtime' query parameter is required")
     if expected_key is not None and not hmac.compare_digest(credential.encode(), expected_key.encode()):
         return (401, "Unauthorized: invalid credentials")
+    return None
+
+
+def _check_openai(scheme: str, query: dict[str, list[str]]) -> Refusal | None:
+    if scheme.lower() != "bearer":
+        return (401, "Unauthorized: use 'Authorization: Bearer <key>'")
+    if not query["model"][0]:
+        return (400, "Bad Request: the 'model' query parameter is required")
     return None

@@ -1,8 +1,8 @@
 """Issue 6: one short conversation in both dialects, Inworld and OpenAI Realtime GA.
 
-Both providers talk to the local server (the OpenAI provider is pointed at
-``server.url()``, whose query carries what the Inworld-like handshake needs;
-the provider adds its own ``model=``). What differs is checked on the wire:
+Both providers talk to the local server, each in its own URL form (the OpenAI
+provider at ``server.openai_url()``, to which it adds its ``model=``; the server
+accepts both forms of the handshake). What differs is checked on the wire:
 URL, ``Authorization`` scheme and the ``session.update`` extensions. What must
 not differ: every client event of both is valid GA (Inworld's documented
 extensions allowed for Inworld only), and both conversations complete. Each
@@ -42,7 +42,7 @@ CONFIG = engine.SessionConfig(instructions="be brief")
 
 def openai(server: Any, key: str = KEY) -> engine.OpenAI:
     """An OpenAI provider pointed at the local server."""
-    return engine.OpenAI(api_key=key, url=server.url())
+    return engine.OpenAI(api_key=key, url=server.openai_url())
 
 
 def _turn_end(event: Any) -> bool:
@@ -108,7 +108,8 @@ async def test_openai_dialect_on_the_wire() -> None:
     assert answers == ["You said: Hello there!", "You said: How are you?"]
     assert recorder.of_type(ev.Error) == []
     (connection,) = wire.connections
-    assert _query(connection.url)["model"] == [provider.model]
+    assert _query(connection.url) == {"model": [provider.model]}  # nothing of Inworld's form
+    assert urlsplit(connection.url).path == "/v1/realtime"
     assert connection.headers["Authorization"] == f"Bearer {KEY}"
     update = connection.sent[0]
     assert update["type"] == "session.update"

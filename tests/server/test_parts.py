@@ -151,6 +151,17 @@ GOOD_PATH = "/api/v1/realtime/session?key=abc&protocol=realtime"
         ("/api/v1/realtime/session?key=abc&protocol=chat", {"Authorization": "Basic k"}, None, 400),
         (GOOD_PATH, {"Authorization": "Basic right"}, "right", None),
         (GOOD_PATH, {"Authorization": "Basic wrong"}, "right", 401),
+        # OpenAI's form: the model in the query, a Bearer key.
+        ("/v1/realtime?model=gpt-realtime", {"Authorization": "Bearer sk-1"}, None, None),
+        ("/v1/realtime?model=gpt-realtime", {"Authorization": "Basic sk-1"}, None, 401),
+        ("/v1/realtime?model=", {"Authorization": "Bearer sk-1"}, None, 400),
+        ("/v1/realtime?model=gpt-realtime", {}, None, 401),
+        ("/v1/realtime?model=gpt-realtime", {"Authorization": "Bearer right"}, "right", None),
+        ("/v1/realtime?model=gpt-realtime", {"Authorization": "Bearer wrong"}, "right", 401),
+        ("/v1/realtime", {"Authorization": "Bearer sk-1"}, None, 400),  # neither form
+        # Both forms' parameters: Inworld's rules apply (the session key is there).
+        (GOOD_PATH + "&model=x", {"Authorization": "Basic k"}, None, None),
+        ("/api/v1/realtime/session?key=&protocol=realtime", {"Authorization": "Basic k"}, None, 400),
     ],
 )
 def test_handshake_rules(
