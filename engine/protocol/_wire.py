@@ -196,11 +196,7 @@ def from_wire(cls: type[T], data: dict[str, Any], path: str = "") -> T:
     Unknown keys are ignored (servers add fields); a missing field takes its
     default; a missing field without a default is a :class:`WireTypeError`.
     """
-    decoder = _decoders.get(cls)
-    if decoder is None:
-        decoder = _decoders[cls] = _compile(cls)
-    result: T = decoder(data, path)
-    return result
+    return decoder_for(cls)(data, path)
 
 
 _decoders: dict[type, Callable[[dict[str, Any], str], Any]] = {}

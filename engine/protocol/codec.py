@@ -211,9 +211,11 @@ def _decode_fast(text: str) -> AnyServerEvent | None:
     if end != len(text) or type(data) is not dict:
         return None
     kind = data.get("type")
-    decoder = _decoders.get(kind) if type(kind) is str else None
-    if decoder is None:
+    if type(kind) is not str:
         return None
+    decoder = _decoders.get(kind) or _decoder(kind)
+    if decoder is None:
+        return None  # an unknown type: the careful path keeps it raw
     result: AnyServerEvent = decoder(data, "")
     return result
 
@@ -231,7 +233,6 @@ def decode(text: str | bytes) -> AnyServerEvent:
     cls = SERVER_EVENTS.get(kind)
     if cls is None:
         return s.UnknownServerEvent(type=kind, raw=data)
-    _decoder(kind)  # the fast path knows this kind from now on
     result: AnyServerEvent = _build(cls, kind, data, text)
     return result
 
