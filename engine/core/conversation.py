@@ -624,7 +624,6 @@ class Conversation:
         self._out.append(CancelTimer(name=RESPONSE_TIMER))
         self._fire_response("created")
         self._response_id = rid
-        self._create_event_id = None
         self._tool_followup = False  # this response sees every output sent so far
         self._user_turn_open = False  # the server has the user's item now (it is in the mirror)
         self.turns.mark("response_created", self._clock())
@@ -687,8 +686,6 @@ class Conversation:
                 self._fire("response_finished")
             return
         if self._tool_followup and self.state is not State.USER_SPEAKING:
-            self._tool_followup = False
-            self._owed = False
             self._continue_after_tools()
             return
         if self._owed:
@@ -818,10 +815,12 @@ class Conversation:
         if self.calls.open() or self.phase is not Phase.IDLE:
             return  # more answers to come, or response.done will get here
         if self.state in (State.AWAITING_TOOL, State.SESSION_READY, State.RESPONDING):
-            self._tool_followup = False
             self._continue_after_tools()
 
     def _continue_after_tools(self) -> None:
+        # The follow-up response also answers any request made while the tools ran.
+        self._tool_followup = False
+        self._owed = False
         self.calls.forget_answered()
         if self.options.server_continues_after_tools:
             self._request_origin = "server"
@@ -942,6 +941,8 @@ class Conversation:
     def _fire_response(self, trigger: str) -> None:
         try:
             fire(self._resp_plan, self._resp, trigger)
+            if self._resp.state != Phase.REQUESTED:
+                self._create_event_id = None  # a late error about that create is no longer ours
         except MachineError:
             self._error(
                 "illegal_transition",

@@ -586,6 +586,46 @@ def test_tool_answered_during_barge_in_gets_no_extra_response() -> None:
     assert d.where == (C.SESSION_READY, P.IDLE)
 
 
+def test_request_while_tools_run_is_answered_by_the_follow_up() -> None:
+    """create_response() while a tool runs is coalesced into the follow-up: one create, not two."""
+    d = _ready(SessionConfig(tools=(WEATHER,)))
+    d.do(d.conv.send_text("Weather?"))
+    d.start_reply("resp_1", "item_a1")
+    d.announce_call("resp_1", "call_1", "get_weather")
+    d.call_arguments("resp_1", "call_1", "get_weather", ARGS)
+    done_call = function_call_item("call_1", "get_weather", ARGS, status="completed")
+    d.server("response.done", response=response("resp_1", "completed", [done_call]))
+    assert d.where == (C.AWAITING_TOOL, P.IDLE)
+    assert sent(d.do(d.conv.create_response())) == []  # owed: the tool is still running
+    out = d.do(d.conv.tool_result("call_1", '"sunny"'))
+    assert sent_types(out) == ["conversation.item.create", "response.create"]
+    d.server("response.created", response=response("resp_2"))
+    out = d.server("response.done", response=response("resp_2", "completed"))
+    assert sent(out) == []
+    assert d.where == (C.SESSION_READY, P.IDLE)
+
+
+def test_late_error_for_a_timed_out_create_leaves_the_next_request_alone() -> None:
+    """After a response timeout, an error naming the old create must not free a newer request."""
+    d = _ready()
+    d.do(d.conv.send_text("Hello?"))
+    (create,) = [m for m in sent(d.take()) if m["type"] == "response.create"]
+    d.do(d.conv.timer_fired("response_created"))
+    d.server("input_audio_buffer.speech_started", item_id="item_u2")
+    d.server("input_audio_buffer.speech_stopped", item_id="item_u2")
+    assert d.where == (C.RESPONDING, P.REQUESTED)  # the server owes this turn's response
+    error = {
+        "type": "invalid_request_error",
+        "code": "late",
+        "message": "late",
+        "event_id": create["event_id"],
+    }
+    out = d.server("error", error=error)
+    assert [e.code for e in errors(out)] == ["late"]
+    assert of_type(out, CancelTimer) == []  # the server's response is still awaited
+    assert d.where == (C.RESPONDING, P.REQUESTED)
+
+
 def test_restored_function_call_does_not_block_responses() -> None:
     """History with an answered call: its echo must not be mistaken for a new, open call."""
     history = (
