@@ -578,7 +578,7 @@ class Conversation:
 
     def _on_speech_stopped(self, event: s.SpeechStopped) -> None:
         self._emit(ev.SpeechStopped(item_id=event.item_id, audio_end_ms=event.audio_end_ms))
-        self.turns.begin("user_speech_ended", self._clock())
+        self.turns.mark("user_speech_ended", self._clock())
         if self.config.turn_detection is None:
             return
         if not (self._fire("user_stopped") and self._server_will_respond()):
@@ -847,7 +847,7 @@ class Conversation:
         self._create_event_id = event_id
         self._send(c.ResponseCreate(response=params, event_id=event_id))
         self._request_origin = "client"
-        self.turns.begin("response_requested", self._clock())
+        self.turns.mark("response_requested", self._clock())
         self._fire_response("request")
         self._out.append(ArmTimer(name=RESPONSE_TIMER, delay=self.options.response_created_timeout))
         self._fire("respond")
@@ -879,9 +879,8 @@ class Conversation:
         target = (
             self._response_id if active else (self._audio_responses[-1] if self._audio_responses else None)
         )
-        playing = not active and target is not None and self.ledger.still_playing(target, now)
-        if active or playing:
-            cuts = self.ledger.cuts(target, now)
+        cuts = self.ledger.cuts(target, now) if active or target is not None else []
+        if active or cuts:  # a response in flight, or one whose audio is still playing
             first = cuts[0] if cuts else None
             self._emit(
                 ev.Interrupted(

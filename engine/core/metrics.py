@@ -72,21 +72,14 @@ class TurnClock:
         self._lost_at: float | None = None
         self._reconnect_seconds = 0.0
 
-    def mark(self, name: str, now: float, *, first: bool = True) -> None:
-        """Record ``name`` at ``now`` (only its first occurrence when ``first``)."""
-        if first and name in self._fields:
-            return
-        self._fields[name] = now
+    def mark(self, name: str, now: float) -> None:
+        """Record ``name`` at ``now`` (only its first occurrence in the turn)."""
+        if name not in self._fields:
+            self._fields[name] = now
 
     def get(self, name: str) -> float | None:
         """The time recorded for ``name`` in this turn, if any."""
         return _f(self._fields.get(name))
-
-    def begin(self, name: str, now: float) -> None:
-        """A new turn starts with this mark (a new user input while idle)."""
-        if "response_done" in self._fields:
-            self._reset()
-        self.mark(name, now)
 
     def add_usage(self, usage: Usage | None) -> None:
         """Add one response's token usage to the turn's."""
@@ -120,11 +113,6 @@ class TurnClock:
         if self._lost_at is not None:
             self._reconnect_seconds += now - self._lost_at
             self._lost_at = None
-
-    @property
-    def active(self) -> bool:
-        """True when something of a turn has been recorded."""
-        return bool(self._fields)
 
     def finish(self, response_id: str | None, now: float) -> dict[str, Any]:
         """Close the turn at ``response.done``: the fields of its ``TurnMetrics``; start afresh."""
