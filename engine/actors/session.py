@@ -376,29 +376,34 @@ class Session:
             await self._closed.wait()
             return
         self._closing = True
-        with anyio.move_on_after(self.settings.close_timeout) as deadline:
-            if self._conv is not None:
-                await self._apply(self._conv.close(), sending=False)
-            self._dispatcher.publish(ev.Closed(reason=reason, error=self._fatal))
-            for closer in (self._audio, self._runner):
-                if closer is not None:
-                    closer.close()
-            if self._outbox is not None:
-                self._outbox.close()
-            self._dispatcher.close()
-            if self._transport is not None:
-                await self._transport.aclose(1000, reason[:100])
-            await self._dispatcher.drain()
-        if deadline.cancelled_caught:
-            log.warning("close took longer than %ss; cancelling what is left", self.settings.close_timeout)
-        if self._recorder is not None:
-            self._recorder.close()
-        self._closed.set()
-        self._ready.set()  # wake connect() if it was still waiting
-        if self._tg is not None:
-            self._tg.cancel()
-        if abort and self._body_scope is not None:
-            self._body_scope.cancel()
+        # Bounded by close_timeout; a caller that gives up on close() must not leave it half done
+        # (every later close() and the exit of connect() wait for _closed).
+        with anyio.CancelScope(shield=True):
+            with anyio.move_on_after(self.settings.close_timeout) as deadline:
+                if self._conv is not None:
+                    await self._apply(self._conv.close(), sending=False)
+                self._dispatcher.publish(ev.Closed(reason=reason, error=self._fatal))
+                for closer in (self._audio, self._runner):
+                    if closer is not None:
+                        closer.close()
+                if self._outbox is not None:
+                    self._outbox.close()
+                self._dispatcher.close()
+                if self._transport is not None:
+                    await self._transport.aclose(1000, reason[:100])
+                await self._dispatcher.drain()
+            if deadline.cancelled_caught:
+                log.warning(
+                    "close took longer than %ss; cancelling what is left", self.settings.close_timeout
+                )
+            if self._recorder is not None:
+                self._recorder.close()
+            self._closed.set()
+            self._ready.set()  # wake connect() if it was still waiting
+            if self._tg is not None:
+                self._tg.cancel()
+            if abort and self._body_scope is not None:
+                self._body_scope.cancel()
 
     # ------------------------------------------------------------------ commands
 

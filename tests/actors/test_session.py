@@ -409,6 +409,21 @@ async def test_close_is_bounded_and_wakes_every_waiter(kind: str) -> None:
     assert session.state is engine.State.CLOSED
 
 
+async def test_a_close_the_caller_gave_up_on_still_completes() -> None:
+    """Cancelling close() midway must not leave the session half closed (leaving connect() would hang)."""
+    settings = engine.SessionSettings(close_timeout=0.5)
+    with anyio.fail_after(5):
+        async with _unanswering_server("mute") as (port, _):
+            session = engine.Session(
+                engine.Inworld(api_key=KEY, url=f"ws://127.0.0.1:{port}/session"), settings=settings
+            )
+            async with session.connect():
+                with anyio.move_on_after(0.05):
+                    await session.close()  # the server never answers the close handshake
+            # Leaving the block returned: the abandoned close ran to its end.
+    assert session.state is engine.State.CLOSED
+
+
 # ---------------------------------------------------------------------- resource hygiene
 
 
