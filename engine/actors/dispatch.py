@@ -91,6 +91,16 @@ class Dispatcher:
             stream.detach()
         return stream
 
+    def forget(self, stream: EventStream) -> None:
+        """Its consumer closed ``stream``: stop queueing events for it."""
+        with contextlib.suppress(ValueError):
+            self._streams.remove(stream)
+        for sub in self._subscribers:
+            if sub.receive is stream._receive:
+                self._subscribers.remove(sub)
+                sub.send.close()
+                return
+
     def _add(self, types: tuple[type, ...] | None) -> _Subscriber:
         sub = _Subscriber(types, self._size)
         self._subscribers.append(sub)
@@ -265,6 +275,7 @@ class EventStream:
     async def aclose(self) -> None:
         """Stop receiving (events for this stream are then discarded)."""
         self._rest = deque()
+        self._dispatcher.forget(self)
         await self._receive.aclose()
 
     async def __aenter__(self) -> EventStream:
