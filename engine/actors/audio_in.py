@@ -75,6 +75,7 @@ class AudioIn:
         self._open = False
         self._episode_drops = 0  # drops since the gate last opened: the first one is reported
         self._in_hand = 0  # messages given to the actor and not yet handled (the direct path waits)
+        self._flushes: set[_Flush] = set()  # flush() calls waiting for the actor (close wakes them)
         self.paused = False
         self.chunks_sent = 0
         self.dropped_chunks = 0
@@ -138,8 +139,12 @@ class AudioIn:
             del self._buffer[:whole]
             await self._to_actor(tail)
         marker = _Flush()
-        await self._to_actor(marker)
-        await marker.done.wait()
+        self._flushes.add(marker)
+        try:
+            await self._to_actor(marker)
+            await marker.done.wait()
+        finally:
+            self._flushes.discard(marker)
 
     async def set_gate(self, open_: bool) -> None:
         """Open: send held chunks in order, then stream. Close: hold from now on."""
@@ -158,10 +163,12 @@ class AudioIn:
         self._open = True
 
     def close(self) -> None:
-        """Stop accepting audio."""
+        """Stop accepting audio, and wake every flush() (the actor may never reach its marker)."""
         self._tg = None
         if self._send is not None:
             self._send.close()
+        for marker in self._flushes:
+            marker.done.set()
 
     async def _run_inbox(self, receive: MemoryObjectReceiveStream[bytes | _Flush]) -> None:
         """Chunk, encode and forward audio until closed."""

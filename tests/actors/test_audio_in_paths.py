@@ -104,3 +104,21 @@ async def test_closed_gate_holds_instead_of_sending_direct() -> None:
         await audio.put(_chunk(1))
         got = await _drain(outbox, 2)
     assert _numbers(got) == [0, 1]
+
+
+async def test_close_wakes_a_flush_the_actor_will_never_reach() -> None:
+    flushed = anyio.Event()
+    async with running(1) as (audio, _, tg):
+        await audio.put(_chunk(0) + _chunk(1) + _chunk(2))  # the actor blocks on the full outbox
+
+        async def flush() -> None:
+            await audio.flush()
+            flushed.set()
+
+        tg.start_soon(flush)
+        await anyio.wait_all_tasks_blocked()
+        assert not flushed.is_set()
+        audio.close()
+        await flushed.wait()  # woken by close, though the actor never got to the marker
+        tg.cancel_scope.cancel()  # as the session's shutdown then cancels its actors
+    assert flushed.is_set()
