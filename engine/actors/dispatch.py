@@ -207,8 +207,9 @@ class Dispatcher:
     # -------------------------------------------------------------- delivery
 
     async def _run_callback(self, sub: _Subscriber, callback: Callback) -> None:
+        if self._active == 0:
+            self._idle = anyio.Event()  # a drain() waiting on the current one must still be woken
         self._active += 1
-        self._idle = anyio.Event()
         try:
             await self._deliver(sub, callback)
         finally:

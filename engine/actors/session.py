@@ -119,7 +119,6 @@ class Session:
         self._attempt = 0
         self._sleep: Callable[[float], Awaitable[None]] = anyio.sleep
         self._random: Callable[[], float] = random.random
-        self.dropped_audio_chunks = 0
 
     def __repr__(self) -> str:
         return f"<Session provider={self.provider.name} state={self.state.value}>"
@@ -193,7 +192,7 @@ class Session:
             "outbox_queued": self._outbox.statistics() if self._outbox else 0,
             "messages_sent": self._outbox.sent if self._outbox else 0,
             "audio_chunks_sent": self._audio.chunks_sent if self._audio else 0,
-            "audio_chunks_dropped": self.dropped_audio_chunks,
+            "audio_chunks_dropped": self._audio.dropped_chunks if self._audio else 0,
             "events_delivered": self._dispatcher.delivered,
             "events_dropped": self._dispatcher.dropped,
             "tools_running": len(self._runner.running()) if self._runner else 0,
@@ -275,7 +274,7 @@ class Session:
             hold_policy=self.settings.hold_policy,
         )
         self._audio.paused = self._paused
-        self._timers = Timers(tg, self._on_timer, _loop_clock())
+        self._timers = Timers(tg, self._on_timer, clock)
         self._runner = ToolRunner(tg, self._tools, self._on_tool_answer)
         for kinds, callback in self._callbacks:
             self._dispatcher.add_callback(tg, kinds, callback)
@@ -596,7 +595,6 @@ class Session:
             await self._roll_over()
 
     def _report_audio_drop(self, in_episode: int) -> None:
-        self.dropped_audio_chunks += 1
         if in_episode == 1:  # report the first drop of each hold (each outage)
             self._dispatcher.publish(
                 ev.Error(

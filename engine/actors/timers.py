@@ -63,8 +63,7 @@ class Timers:
                 now = self._clock()
                 for name in [n for n, d in self._deadlines.items() if d <= now]:
                     # An earlier fire may have re-armed or cancelled it.
-                    deadline = self._deadlines.get(name, math.inf)
-                    if deadline <= self._clock():
+                    if self._deadlines.get(name, math.inf) <= now:
                         del self._deadlines[name]
                         await self._fire(name)
         finally:
