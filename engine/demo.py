@@ -18,10 +18,8 @@ import argparse
 import array
 import math
 import os
-import sys
 import time
 import wave
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -294,11 +292,3 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--provider", choices=("inworld", "openai"), default="inworld")
     parser.add_argument("--wav", type=Path, help="a 16-bit WAV file to send as the user's voice")
     parser.add_argument("--pace", type=float, default=1.0, help="local server pacing (1.0 = real time)")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m engine demo``."""
-    parser = argparse.ArgumentParser(prog="engine demo", description=__doc__)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    return anyio.run(run_demo, args, sys.stdout, backend=args.backend)

@@ -121,12 +121,6 @@ def loudness_label(level: float) -> str:
     return "quiet"
 
 
-def bytes_per_ms(format_type: str, rate: int) -> float:
-    """Bytes of audio per millisecond in a format."""
-    width = 2 if format_type == "audio/pcm" else 1
-    return rate * width / 1000
-
-
 @cache
 def voice_chunk(format_type: str, rate: int) -> str:
     """One base64 chunk (``CHUNK_MS``) of the synthetic voice in a format, cached."""

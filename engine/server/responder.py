@@ -68,7 +68,6 @@ class ResponseStream:
         self.part: str | None = None  # "audio" or "text" while a part is open
         self.spoken = ""  # transcript or text released so far
         self.arguments = ""  # function call arguments released so far
-        self.audio_chunks = 0
         self._audio = "audio" in plan.modalities
 
     @property
@@ -97,8 +96,6 @@ class ResponseStream:
             self.item = event.item
         elif isinstance(event, r.ResponseContentPartAdded):
             self.part = event.part.type if event.part is not None else None
-        elif isinstance(event, r.ResponseOutputAudioDelta):
-            self.audio_chunks += 1
         elif isinstance(event, r.ResponseOutputAudioTranscriptDelta | r.ResponseOutputTextDelta):
             self.spoken += event.delta
         elif isinstance(event, r.ResponseFunctionCallArgumentsDelta):

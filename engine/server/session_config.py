@@ -325,8 +325,6 @@ class Effective:
 
     input_type: str
     input_rate: int
-    output_type: str
-    output_rate: int
     voice: Any
     modalities: tuple[str, ...]
     vad: str | None
@@ -355,8 +353,6 @@ def effective(session: Mapping[str, Any]) -> Effective:
     return Effective(
         input_type=audio_in["format"]["type"],
         input_rate=int(audio_in["format"].get("rate", 8000)),
-        output_type=audio_out["format"]["type"],
-        output_rate=int(audio_out["format"].get("rate", 8000)),
         voice=audio_out.get("voice"),
         modalities=tuple(session.get("output_modalities", ["audio"])),
         vad=vad,

@@ -58,8 +58,6 @@ def map_error(exc: BaseException) -> BaseException:
         return HandshakeError(f"WebSocket handshake failed: {exc}")
     if isinstance(exc, InvalidURI):
         return ValueError("invalid WebSocket URL")  # the message would repeat the URL
-    if isinstance(exc, TimeoutError):  # before OSError, of which it is a subclass
-        return TransportError("timed out")
     if isinstance(exc, OSError | WebSocketException):
         return TransportError(f"socket error: {exc!r}")
     return exc

@@ -120,7 +120,6 @@ class MemoryRequest:
 
     def __init__(self, url: str, headers: Mapping[str, str], server_end: MemoryTransport) -> None:
         parts = urlsplit(url)
-        self.url = url
         self.path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         self.headers: Mapping[str, str] = RequestHeaders(headers.items())
         self._server_end = server_end
