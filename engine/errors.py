@@ -84,3 +84,10 @@ class ConnectionClosed(TransportError):
     def clean(self) -> bool:
         """True for a normal closure (1000) or going away (1001)."""
         return self.code in (1000, 1001)
+
+
+def leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside a (possibly nested) exception group, in order; ``[exc]`` for any other."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in leaves(inner)]
+    return [exc]

@@ -42,7 +42,7 @@ from engine.core import events as ev
 from engine.core.conversation import Conversation
 from engine.core.diagram import diagram
 from engine.core.states import Phase, State
-from engine.errors import ConnectionClosed, EngineError, ProtocolError, SessionClosed, TransportError
+from engine.errors import ConnectionClosed, EngineError, ProtocolError, SessionClosed, TransportError, leaves
 from engine.protocol.client import ResponseParams
 from engine.protocol.codec import decode, encode
 from engine.protocol.config import SessionConfig
@@ -639,16 +639,7 @@ def to_item(entry: Item | Mapping[str, Any]) -> Item:
 
 def _unwrap(group: BaseExceptionGroup[Any]) -> BaseException:
     """The one exception worth raising out of a task group's group."""
-    leaves: list[BaseException] = []
-
-    def walk(exc: BaseException) -> None:
-        if isinstance(exc, BaseExceptionGroup):
-            for inner in exc.exceptions:
-                walk(inner)
-        else:
-            leaves.append(exc)
-
-    walk(group)
+    found = leaves(group)
     cancel = anyio.get_cancelled_exc_class()
-    real = [e for e in leaves if not isinstance(e, cancel)]
-    return (real or leaves)[0]
+    real = [e for e in found if not isinstance(e, cancel)]
+    return (real or found)[0]

@@ -23,6 +23,7 @@ from urllib.parse import urlencode
 import anyio
 import anyio.abc
 
+from engine.errors import leaves
 from engine.server.connection import ServerConnection
 from engine.server.faults import NO_FAULTS, Faults, Quirks, Replay
 from engine.server.handshake import check_request
@@ -232,16 +233,8 @@ class LocalServer:
 
 def _raise_one(group: BaseExceptionGroup[BaseException]) -> NoReturn:
     """Re-raise the one real exception of a task group (the caller's own, usually)."""
-    leaves: list[BaseException] = []
-    pending: list[BaseException] = [group]
-    while pending:
-        exc = pending.pop()
-        if isinstance(exc, BaseExceptionGroup):
-            pending.extend(exc.exceptions)
-        else:
-            leaves.append(exc)
     cancelled = anyio.get_cancelled_exc_class()
-    real = [exc for exc in leaves if not isinstance(exc, cancelled)]
+    real = [exc for exc in leaves(group) if not isinstance(exc, cancelled)]
     if len(real) == 1:
         raise real[0] from None
     raise group

@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 import trio
 import trio_websocket as tw
 
-from engine.errors import ConnectionClosed, HandshakeError, TransportError
+from engine.errors import ConnectionClosed, HandshakeError, TransportError, leaves
 from engine.transports.base import HUNG_UP, TransportSettings, as_text
 
 logger = logging.getLogger(__name__)
@@ -279,9 +279,9 @@ def _raise_one(group: BaseExceptionGroup[BaseException]) -> NoReturn:
     group may cross the public API. Cancellations are dropped when something
     else failed; with several real failures the caller's own comes first.
     """
-    leaves = list(_leaves(group))
-    real = [exc for exc in leaves if not isinstance(exc, trio.Cancelled)]
-    chosen = next((e for e in real if map_error(e) is e), real[0]) if real else leaves[0]
+    found = leaves(group)
+    real = [exc for exc in found if not isinstance(exc, trio.Cancelled)]
+    chosen = next((e for e in real if map_error(e) is e), real[0]) if real else found[0]
     mapped = map_error(chosen)
     if mapped is not chosen:
         raise mapped from chosen
@@ -290,9 +290,3 @@ def _raise_one(group: BaseExceptionGroup[BaseException]) -> NoReturn:
         raise chosen
     finally:
         chosen.__context__ = context  # do not chain the group we unwrapped
-
-
-def _leaves(exc: BaseException) -> list[BaseException]:
-    if isinstance(exc, BaseExceptionGroup):
-        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
-    return [exc]
