@@ -172,14 +172,13 @@ async def test_a_committed_voice_turn_survives_a_cut_before_its_transcript(drop_
     The server's VAD committed the utterance; the socket is cut before the
     transcript completed (with ``drop_at="...completed"`` the client already
     has the interim transcript "Bye"). Expected after the restore: the user's
-    turn is in the conversation and answered ("You said: Bye."), or at least
-    an ``Error`` says it was lost. Today the restore drops it without a word
-    (no ``Error`` at all) and the model, asked to continue, answers the text
-    turn again ("You said: Hi.").
+    turn is in the conversation and answered ("You said: Bye.") with no error,
+    or it is not, and exactly one ``Error`` (``user_turn_lost``) says so.
     """
     outcome = await scenarios.voice_cut_before_transcript(drop_at)
     history = conversation_pairs(outcome.session.history)
-    reported = bool(outcome.observer.errors)  # the loss is reported as a non-fatal Error
-    assert reported or (("user", VOICE_TRANSCRIPT) in history and ("assistant", VOICE_ANSWER) in history), (
-        f"the voice turn vanished: {history}"
+    codes = [error.code for error in outcome.observer.errors]
+    answered = ("user", VOICE_TRANSCRIPT) in history and ("assistant", VOICE_ANSWER) in history
+    assert (answered and codes == []) or (not answered and codes == ["user_turn_lost"]), (
+        f"the voice turn vanished or was misreported: {history}, errors {codes}"
     )

@@ -6,7 +6,7 @@ import anyio
 import pytest
 
 from engine.errors import ConnectionClosed, HandshakeError, TransportError
-from engine.transports import Connector, MemoryConnector, TransportSettings, memory_pair
+from engine.transports import MemoryConnector, TransportSettings, memory_pair
 from tests.transports.apps import EchoApp
 
 pytestmark = pytest.mark.anyio
@@ -112,9 +112,3 @@ async def test_closed_connector_refuses_and_ends_serve() -> None:
         with pytest.raises(TransportError, match="closed"):
             async with connector("ws://memory/", AUTH):
                 pytest.fail("connected through a closed connector")
-
-
-def test_memory_connector_is_a_connector() -> None:
-    with MemoryConnector() as memory:
-        connector: Connector = memory
-        assert callable(connector)

@@ -12,7 +12,7 @@ import anyio
 import pytest
 
 from engine.errors import ConnectionClosed, HandshakeError, TransportError
-from engine.transports import Connector, TransportSettings, connect
+from engine.transports import TransportSettings, connect
 from engine.transports.base import HUNG_UP
 from tests.transports.apps import EchoApp, hangup_server, running, silent_server
 
@@ -213,8 +213,3 @@ async def test_logs_carry_no_secrets(caplog: pytest.LogCaptureFixture) -> None:
     assert "connecting to" in caplog.text
     assert "key=***" in caplog.text
     assert "s3cret" not in caplog.text
-
-
-def test_connect_is_a_connector() -> None:
-    connector: Connector = connect
-    assert callable(connector)
