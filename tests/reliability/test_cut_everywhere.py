@@ -20,9 +20,9 @@ Checked after each run:
 
 Every k is tested under both backends (about 11 s per backend: each run is
 ~100 ms with ``pace=0``, instant reconnects and a microphone paced at 6x real
-time), except the few k where the engine bug BUG_UNTRANSCRIBED_TURN decides
-the outcome (``known_bug_cuts``: the cut falls between ``speech_stopped`` and
-the completed transcript); those have their own regression test at the end (the bug is fixed).
+time), except the few k where the voice turn is lost by design
+(``lost_turn_cuts``: the cut falls between ``speech_stopped`` and the completed
+transcript, so no text of it can be restored); those have their own test at the end.
 Two more tests cut the socket while caller audio is streaming or being
 flushed, which the loop only reaches at one k and by timing.
 """
@@ -53,21 +53,14 @@ pytestmark = pytest.mark.anyio
 RUN_LIMIT = 5.0
 """Seconds one run of the conversation may take (a normal one takes ~100 ms)."""
 
-BUG_UNTRANSCRIBED_TURN = (
-    "engine bug: a voice turn the server committed (speech_stopped seen) but whose transcript had not "
-    "completed when the socket dropped is silently lost. On restore, engine/core/history.py _restorable "
-    "(line ~164) skips the user audio item (no transcript), Conversation._restore "
-    "(engine/core/conversation.py line ~428) clears the interim transcript it had (_user_text) and, since "
-    "connection_lost set _resume (line ~349), sends RESUME_NOTE and asks the model to continue: it "
-    "answers without the user's question, and no Error tells the application."
-)
 
-
-def known_bug_cuts(types: list[str]) -> range:
-    """The k (1-based: cut after server event k) where a known engine bug decides the outcome.
+def lost_turn_cuts(types: list[str]) -> range:
+    """The k (1-based: cut after server event k) where the voice turn cannot survive the cut.
 
     Every cut from ``speech_stopped`` up to the last event before the transcript
-    completed: the committed utterance is lost on restore (BUG_UNTRANSCRIBED_TURN).
+    completed: the committed utterance has no text to restore, so it is lost
+    and reported (``user_turn_lost``) instead of answered; the voice answer the
+    loop waits for never comes. The test at the end covers these k.
     """
     stopped = types.index("input_audio_buffer.speech_stopped") + 1
     completed = types.index("conversation.item.input_audio_transcription.completed") + 1
@@ -105,7 +98,7 @@ async def test_cut_after_every_server_event() -> None:
         types = list(baseline.connections[0].sent_types)
         k_max = len(types)
         assert k_max > 80, f"the conversation should exercise audio streaming; K={k_max}"
-        known = known_bug_cuts(types)
+        known = lost_turn_cuts(types)
         ready = types.index("session.updated") + 1
         tested = 0
         for k in range(1, k_max + 1):

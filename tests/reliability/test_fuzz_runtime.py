@@ -245,16 +245,14 @@ def _valid_events() -> st.SearchStrategy[dict[str, Any]]:
     messages = st.builds(message_item, iid, st.sampled_from(["user", "assistant"]), words)
     calls = st.builds(call_item, iid, cid, st.sampled_from([None, '{"city":"Paris"}', "{not json"]))
     items = st.one_of(messages, calls)
-    # Output items carry messages only: a function_call output item for a response that is not active
-    # wedges the session (BUG_STRAY_CALL, test_a_stray_function_call_item_does_not_wedge_the_session).
     output = {"response_id": rid, "output_index": 0}
     part = {**output, "item_id": iid, "content_index": 0}
     error = obj(type="invalid_request_error", code=st.sampled_from(NON_FATAL_CODES), message=words)
     return st.one_of(
         event("response.created", response=obj(id=rid, status="in_progress")),
         event("response.done", response=obj(id=rid, status=status, output=st.lists(items, max_size=2))),
-        event("response.output_item.added", **output, item=messages),
-        event("response.output_item.done", **output, item=messages),
+        event("response.output_item.added", **output, item=items),
+        event("response.output_item.done", **output, item=items),
         event("conversation.item.added", item=items),
         event("conversation.item.done", item=items),
         event("conversation.item.deleted", item_id=iid),
@@ -457,17 +455,7 @@ def test_fuzzed_server_messages_never_kill_the_session(backend: str, messages: l
     assert len(invalid_audio) >= bad_audio
 
 
-# ---------------------------------------------------------------------- a bug the fuzz found
-
-BUG_STRAY_CALL = (
-    "engine bug: engine/core/conversation.py Conversation._on_output_item (line ~500) tracks a "
-    "function_call output item through _track_call whatever the response slot says; for a response "
-    "that is not active (phase idle) the call stays open forever: its response.done is refused "
-    "('response.done for resp_1, which is not active') before _settle_calls runs, and "
-    "_request_response() then coalesces every later request as owed while calls.open() is non-empty. "
-    "The session is wedged: send_text() is never answered, with no Error about the stray item and "
-    "no timeout."
-)
+# ---------------------------------------------------------------------- a bug the fuzz found (fixed)
 
 
 @pytest.mark.anyio
