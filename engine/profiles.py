@@ -7,6 +7,8 @@ provider's name, so supporting a third OpenAI-compatible service is one new
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 
 from engine.core.conversation import CoreOptions
@@ -19,31 +21,23 @@ class Profile:
 
     Attributes:
         name: short provider name.
-        auth_schemes: ``Authorization`` schemes the service accepts.
-        required_query: query parameters every connection must carry.
-        model_in_url: the model is chosen at connect time in the URL (not by ``session.update``).
-        dialect: event and field names spoken (``"ga"``: OpenAI Realtime GA names).
+        auth_schemes: ``Authorization`` schemes the service accepts (the first is the default).
         supports_truncation: ``conversation.item.truncate``/``delete`` exist.
         server_continues_after_tools: the server starts the follow-up response after tool
             outputs by itself (Inworld's ``auto_tool_response``; we turn it off and answer).
         voice_locked_after_audio: a voice change is refused once audio exists.
         modality_combinations: accepted ``output_modalities`` values.
         sample_rates: accepted PCM rates.
-        keepalive_events: server events that only keep the socket alive.
-        extensions: session fields beyond GA the service accepts.
+        extensions: session fields beyond GA the service accepts (wire names); others are not sent.
     """
 
     name: str
     auth_schemes: tuple[str, ...]
-    required_query: tuple[str, ...]
-    model_in_url: bool
-    dialect: str = "ga"
     supports_truncation: bool = True
     server_continues_after_tools: bool = False
     voice_locked_after_audio: bool = True
     modality_combinations: tuple[tuple[str, ...], ...] = (("audio",), ("text",))
     sample_rates: tuple[int, ...] = (24000,)
-    keepalive_events: tuple[str, ...] = ()
     extensions: tuple[str, ...] = ()
 
     def core_options(self) -> CoreOptions:
@@ -53,6 +47,13 @@ class Profile:
             server_continues_after_tools=self.server_continues_after_tools,
             supports_truncation=self.supports_truncation,
         )
+
+    def without_extensions(self, config: SessionConfig) -> SessionConfig:
+        """``config`` without the extension fields this service does not accept."""
+        dropped: dict[str, Any] = {
+            attr: None for wire, attr in _EXTENSION_FIELDS.items() if wire not in self.extensions
+        }
+        return attrs.evolve(config, **dropped)
 
     def check(self, config: SessionConfig) -> None:
         """Refuse a configuration the service would reject, naming the field."""
@@ -64,26 +65,28 @@ class Profile:
                 raise ConfigError(f"{field}.rate", f"{self.name} accepts PCM at {self.sample_rates} Hz")
 
 
+_EXTENSION_FIELDS = {
+    "temperature": "temperature",
+    "audio.output.model": "tts_model",
+    "providerData": "provider_data",
+}
+"""Session fields beyond GA: wire name -> ``SessionConfig`` attribute."""
+
 INWORLD = Profile(
     name="inworld",
     auth_schemes=("Basic", "Bearer"),
-    required_query=("key", "protocol"),
-    model_in_url=False,
     # Inworld documents conversation.item.truncate (protocol.md §2), though pipecat never sends it.
     supports_truncation=True,
     server_continues_after_tools=False,  # we send providerData.auto_tool_response = false
     voice_locked_after_audio=False,  # partial updates may change the voice mid-session
     modality_combinations=(("audio",), ("text",), ("audio", "text"), ("text", "audio")),
     sample_rates=PCM_RATES,
-    keepalive_events=("ping",),
     extensions=("temperature", "audio.output.model", "providerData"),
 )
 
 OPENAI = Profile(
     name="openai",
     auth_schemes=("Bearer",),
-    required_query=("model",),
-    model_in_url=True,
     supports_truncation=True,
     server_continues_after_tools=False,
     voice_locked_after_audio=True,  # "cannot update a conversation's voice if assistant audio is present"

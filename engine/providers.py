@@ -101,14 +101,13 @@ class Inworld:
 
     @auth.validator
     def _check_auth(self, _: Any, value: str) -> None:
-        if value not in ("basic", "bearer"):
+        if value.capitalize() not in self.profile.auth_schemes:
             raise ValueError(f"auth must be 'basic' or 'bearer', got {value!r}")
 
     def endpoint(self) -> tuple[str, dict[str, str]]:
         """A fresh session key on every connect, as the service expects (protocol.md §1.1)."""
         query = {"key": f"engine-realtime-{uuid.uuid4().hex}", "protocol": "realtime"}
-        scheme = "Basic" if self.auth == "basic" else "Bearer"
-        return _join(self.url, query), {"Authorization": f"{scheme} {self.api_key.reveal()}"}
+        return _join(self.url, query), {"Authorization": f"{self.auth.capitalize()} {self.api_key.reveal()}"}
 
     def prepare(self, config: SessionConfig) -> SessionConfig:
         """Inworld's defaults (protocol.md §4.3) for unset fields; the client answers tools."""
@@ -150,12 +149,13 @@ class OpenAI:
 
     def endpoint(self) -> tuple[str, dict[str, str]]:
         """The model goes in the query (protocol.md §1.2)."""
-        return _join(self.url, {"model": self.model}), {"Authorization": f"Bearer {self.api_key.reveal()}"}
+        scheme = self.profile.auth_schemes[0]
+        return _join(self.url, {"model": self.model}), {"Authorization": f"{scheme} {self.api_key.reveal()}"}
 
     def prepare(self, config: SessionConfig) -> SessionConfig:
         """Refuse what GA cannot do; drop Inworld-only extensions."""
         self.profile.check(config)
-        return attrs.evolve(config, temperature=None, tts_model=None, provider_data=None)
+        return self.profile.without_extensions(config)
 
     def core_options(self) -> CoreOptions:
         """From the profile: GA refuses a voice change once audio exists."""
