@@ -7,8 +7,9 @@ checks, not reflection. Only the shapes the wire needs are supported: ``str``,
 ``tuple[X, ...]`` and nested attrs classes.
 
 Encoding drops fields whose value is ``None`` (the server treats an absent
-field as "unchanged"), except fields marked ``keep_null`` in their metadata,
-where ``null`` means something (``turn_detection: null`` turns VAD off).
+field as "unchanged"); where ``null`` means something (``turn_detection: null``
+turns VAD off) the class writes its wire form itself. JSON keys are the
+attribute names.
 """
 
 from __future__ import annotations
@@ -21,11 +22,6 @@ from typing import Any, TypeVar, Union
 import attrs
 
 T = TypeVar("T")
-
-WIRE = "wire"
-"""Field metadata key: the JSON key when it differs from the attribute name."""
-KEEP_NULL = "keep_null"
-"""Field metadata key: encode ``None`` as ``null`` instead of dropping the field."""
 
 
 class WireTypeError(Exception):
@@ -158,10 +154,10 @@ def _hint_name(hint: Any) -> str:
     )
 
 
-# (attribute name, JSON key, check, has default)
-_Plan = tuple[tuple[str, str, Check, bool], ...]
+# (attribute name, which is also the JSON key; check; has default)
+_Plan = tuple[tuple[str, Check, bool], ...]
 _decode_plans: dict[type, _Plan] = {}
-_encode_plans: dict[type, tuple[tuple[str, str, bool], ...]] = {}
+_encode_plans: dict[type, tuple[str, ...]] = {}
 
 
 def _decode_plan(cls: type) -> _Plan:
@@ -169,12 +165,7 @@ def _decode_plan(cls: type) -> _Plan:
     if plan is None:
         hints = typing.get_type_hints(cls)
         plan = tuple(
-            (
-                f.name,
-                f.metadata.get(WIRE, f.name),
-                _check_for(hints[f.name]),
-                f.default is not attrs.NOTHING,
-            )
+            (f.name, _check_for(hints[f.name]), f.default is not attrs.NOTHING)
             for f in attrs.fields(cls)
             if f.init
         )
@@ -238,12 +229,12 @@ def _compile(cls: type) -> Callable[[dict[str, Any], str], Any]:
     lines = ["def decode(data, path):", "    get = data.get"]
     args = []
     by_init: list[tuple[int, str]] = []
-    for index, (name, key, check, has_default) in enumerate(_decode_plan(cls)):
+    for index, (name, check, has_default) in enumerate(_decode_plan(cls)):
         field = attrs.fields_dict(cls)[name]
         namespace[f"_check{index}"] = check
         namespace[f"_default{index}"] = field.default
         fast = _fast_test(hints[name])
-        lines.append(f"    v = get({key!r}, _MISSING)")
+        lines.append(f"    v = get({name!r}, _MISSING)")
         lines.append("    if v is _MISSING:")
         if has_default:
             default = field.default
@@ -255,13 +246,13 @@ def _compile(cls: type) -> Callable[[dict[str, Any], str], Any]:
             else:
                 lines.append(f"        a{index} = _default{index}")
         else:
-            required = f"WireTypeError(_where(path, {key!r}), 'a value (required field)', None)"
+            required = f"WireTypeError(_where(path, {name!r}), 'a value (required field)', None)"
             lines.append(f"        raise {required}")
         if fast is not None:
             lines.append(f"    elif {fast}:")
             lines.append(f"        a{index} = v")
         lines.append("    else:")
-        lines.append(f"        a{index} = _check{index}(v, _where(path, {key!r}))")
+        lines.append(f"        a{index} = _check{index}(v, _where(path, {name!r}))")
         args.append(f"{name}=a{index}")
     namespace["_cls"] = cls
     setters = _slot_setters(cls)
@@ -307,13 +298,10 @@ def _slot_setters(cls: type) -> list[Callable[[Any, Any], None]] | None:
     return setters
 
 
-def _encode_plan(cls: type) -> tuple[tuple[str, str, bool], ...]:
+def _encode_plan(cls: type) -> tuple[str, ...]:
     plan = _encode_plans.get(cls)
     if plan is None:
-        plan = tuple(
-            (f.name, f.metadata.get(WIRE, f.name), bool(f.metadata.get(KEEP_NULL))) for f in attrs.fields(cls)
-        )
-        _encode_plans[cls] = plan
+        plan = _encode_plans[cls] = tuple(f.name for f in attrs.fields(cls))
     return plan
 
 
@@ -322,11 +310,10 @@ def to_wire(value: Any) -> Any:
     if attrs.has(type(value)):
         wire_type = getattr(type(value), "TYPE", None)
         out: dict[str, Any] = {} if wire_type is None else {"type": wire_type}
-        for name, key, keep_null in _encode_plan(type(value)):
+        for name in _encode_plan(type(value)):
             item = getattr(value, name)
-            if item is None and not keep_null:
-                continue
-            out[key] = to_wire(item)
+            if item is not None:
+                out[name] = to_wire(item)
         return out
     if isinstance(value, tuple | list):
         return [to_wire(v) for v in value]
