@@ -30,8 +30,8 @@ from websockets.exceptions import (
 )
 from websockets.protocol import State
 
-from engine.errors import ConnectionClosed, HandshakeError, TransportError
-from engine.transports.base import HUNG_UP, TransportSettings, as_text
+from engine.errors import HandshakeError, TransportError
+from engine.transports.base import HUNG_UP, TransportSettings, as_text, closed, refused, timed_out
 from engine.transports.urls import redact_headers, redact_url
 
 logger = logging.getLogger(__name__)
@@ -46,12 +46,9 @@ def map_error(exc: BaseException) -> BaseException:
         # The peer's close frame says why; without one, the frame we sent does
         # (1009 too big, 1011 keep-alive timeout); with neither it was abnormal.
         frame = exc.rcvd or exc.sent
-        if frame is None:
-            return ConnectionClosed("connection closed without a close frame", 1006)
-        return ConnectionClosed(f"connection closed with code {frame.code}", frame.code, frame.reason)
+        return closed(None) if frame is None else closed(frame.code, frame.reason)
     if isinstance(exc, InvalidStatus):
-        status = exc.response.status_code
-        return HandshakeError(f"server refused the WebSocket handshake: HTTP {status}", status)
+        return refused(exc.response.status_code)
     if isinstance(exc, InvalidMessage) and isinstance(exc.__cause__, EOFError):
         return TransportError(HUNG_UP)  # not a refusal: a retry may well succeed
     if isinstance(exc, InvalidHandshake):
@@ -156,7 +153,7 @@ async def connect(
             **ws_options(settings),
         )
     except TimeoutError:
-        raise TransportError(f"connect timed out after {settings.connect_timeout}s") from None
+        raise timed_out(settings) from None
     except (OSError, WebSocketException) as exc:
         raise map_error(exc) from exc
     transport = AsyncioTransport(ws, settings)

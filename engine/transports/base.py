@@ -14,10 +14,28 @@ from typing import Protocol
 
 import attrs
 
-from engine.errors import TransportError
+from engine.errors import ConnectionClosed, HandshakeError, TransportError
 
 HUNG_UP = "the server closed the connection before answering the WebSocket upgrade"
 """The message of the :class:`~engine.errors.TransportError` both socket transports raise then."""
+
+
+def closed(code: int | None, reason: str = "") -> ConnectionClosed:
+    """The error for a closed socket: the close frame's code and reason, or 1006 when none came."""
+    if code is None:
+        return ConnectionClosed("connection closed without a close frame", 1006)
+    return ConnectionClosed(f"connection closed with code {code}", code, reason)
+
+
+def refused(status: int, body: str = "") -> HandshakeError:
+    """The error for an upgrade the server answered with an HTTP error."""
+    detail = f" {body}" if body else ""
+    return HandshakeError(f"server refused the WebSocket handshake: HTTP {status}{detail}", status)
+
+
+def timed_out(settings: TransportSettings) -> TransportError:
+    """The error for a connect that took longer than ``connect_timeout``."""
+    return TransportError(f"connect timed out after {settings.connect_timeout}s")
 
 
 @attrs.frozen(kw_only=True)

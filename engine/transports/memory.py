@@ -22,9 +22,9 @@ import anyio.abc
 import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from engine.errors import ConnectionClosed, HandshakeError, TransportError
+from engine.errors import ConnectionClosed, TransportError
 from engine.transports._serving import RequestHeaders, check_handshake, run_app
-from engine.transports.base import ServerApp, TransportSettings
+from engine.transports.base import ServerApp, TransportSettings, closed, refused, timed_out
 
 _YIELD_EVERY = 16
 """Messages a busy end passes before it yields to the scheduler anyway."""
@@ -90,8 +90,7 @@ class MemoryTransport:
         await anyio.lowlevel.checkpoint()
 
     def _closed(self) -> ConnectionClosed:
-        code, reason = self._close or (1006, "")
-        return ConnectionClosed(f"connection closed with code {code}", code, reason)
+        return closed(*(self._close or (1006, "")))
 
 
 def memory_pair(max_buffer: float = 16) -> tuple[MemoryTransport, MemoryTransport]:
@@ -182,11 +181,9 @@ class MemoryConnector:
         with anyio.move_on_after(settings.connect_timeout):
             await request._answered.wait()
         if not request._answered.is_set():
-            raise TransportError(f"connect timed out after {settings.connect_timeout}s")
+            raise timed_out(settings)
         if request.refusal is not None:
-            status, body = request.refusal
-            message = f"server refused the WebSocket handshake: HTTP {status} {body}"
-            raise HandshakeError(message, status)
+            raise refused(*request.refusal)
 
     def close(self) -> None:
         """Stop taking connections; pending ones are refused with 503, ``serve`` returns."""

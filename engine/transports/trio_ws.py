@@ -34,7 +34,7 @@ import trio
 import trio_websocket as tw
 
 from engine.errors import ConnectionClosed, HandshakeError, TransportError, leaves
-from engine.transports.base import HUNG_UP, TransportSettings, as_text
+from engine.transports.base import HUNG_UP, TransportSettings, as_text, closed, refused, timed_out
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +56,7 @@ def map_error(exc: BaseException) -> BaseException:
     Anything else (the caller's own exceptions, cancellation) comes back unchanged.
     """
     if isinstance(exc, tw.ConnectionRejected):
-        status = int(exc.status_code)
-        return HandshakeError(f"server refused the WebSocket handshake: HTTP {status}", status)
+        return refused(int(exc.status_code))
     if isinstance(exc, tw.ConnectionClosed):
         return _closed_error(exc.reason)
     if isinstance(exc, tw.HandshakeError):
@@ -136,14 +135,13 @@ class TrioTransport:
     def _closed(self, exc: tw.ConnectionClosed) -> ConnectionClosed:
         if self._local_close is None:
             return _closed_error(exc.reason)
-        code, reason = self._local_close
-        return ConnectionClosed(f"connection closed with code {code}", code, reason)
+        return closed(*self._local_close)
 
 
 def _closed_error(reason: tw.CloseReason | None) -> ConnectionClosed:
     if reason is None:  # trio-websocket had not recorded why: treat as abnormal
-        return ConnectionClosed("connection closed without a close frame", 1006)
-    return ConnectionClosed(f"connection closed with code {reason.code}", reason.code, reason.reason or "")
+        return closed(None)
+    return closed(reason.code, reason.reason or "")
 
 
 @asynccontextmanager
@@ -206,7 +204,7 @@ async def _open(
             await trio.aclose_forcefully(stream)
             raise TransportError(HUNG_UP)
     except trio.TooSlowError:
-        raise TransportError(f"connect timed out after {settings.connect_timeout}s") from None
+        raise timed_out(settings) from None
     except (OSError, trio.BrokenResourceError) as exc:
         raise map_error(exc) from exc
 
