@@ -142,21 +142,9 @@ class ServerSession:
     def receive_text(self, text: str, now: float) -> list[ServerEvent]:
         """Handle one raw client message; malformed ones are answered with an ``error``."""
         try:
-            data = json.loads(text)
-        except ValueError as exc:
-            return self._finish([p.error(p.INVALID_JSON, f"Invalid JSON: {exc}.")], now)
-        if not isinstance(data, dict):
-            return self._finish([p.error(p.INVALID_JSON, "Expected a JSON object.")], now)
-        event_id = data.get("event_id") if isinstance(data.get("event_id"), str) else None
-        kind = data.get("type")
-        if not isinstance(kind, str) or kind not in CLIENT_EVENTS:
-            supported = ", ".join(f"'{k}'" for k in CLIENT_EVENTS)
-            message = f"Invalid value: {kind!r}. Supported values are: {supported}."
-            return self._finish([p.error(p.INVALID_VALUE, message, param="type", event_id=event_id)], now)
-        try:
             event = decode_client(text)
         except ProtocolError as exc:
-            return self._finish([p.error(p.INVALID_VALUE, exc.message, event_id=event_id)], now)
+            return self._finish([_refusal(text, exc)], now)
         return self.receive(event, now)
 
     def receive(self, event: ClientEvent, now: float) -> list[ServerEvent]:
@@ -485,3 +473,20 @@ class ServerSession:
         self._response = None
         logger.debug("response cancelled (%s)", why)
         return [self._book(event) for event in events]
+
+
+def _refusal(text: str, exc: ProtocolError) -> ServerEvent:
+    """The ``error`` the service sends for a client message that does not decode."""
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as err:
+        return p.error(p.INVALID_JSON, f"Invalid JSON: {err}.")
+    if not isinstance(data, dict):
+        return p.error(p.INVALID_JSON, "Expected a JSON object.")
+    event_id = data.get("event_id") if isinstance(data.get("event_id"), str) else None
+    kind = data.get("type")
+    if not isinstance(kind, str) or kind not in CLIENT_EVENTS:
+        supported = ", ".join(f"'{k}'" for k in CLIENT_EVENTS)
+        message = f"Invalid value: {kind!r}. Supported values are: {supported}."
+        return p.error(p.INVALID_VALUE, message, param="type", event_id=event_id)
+    return p.error(p.INVALID_VALUE, exc.message, event_id=event_id)
