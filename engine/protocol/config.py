@@ -12,9 +12,18 @@ a ``ValueError`` whose ``param`` names the field.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
+
+from engine.protocol._wire import to_wire
+
+
+def _as_wire(value: Any) -> dict[str, Any]:
+    """A config object as its GA JSON object, by the wire layer's rules (``None`` fields left out)."""
+    out: dict[str, Any] = to_wire(value)
+    return out
+
 
 PCM_RATES = (8000, 16000, 24000, 32000, 44100, 48000)
 """PCM sample rates Inworld accepts (OpenAI accepts 24000 only)."""
@@ -90,36 +99,28 @@ class Transcription:
 
     def to_wire(self) -> dict[str, Any]:
         """GA transcription object."""
-        out: dict[str, Any] = {"model": self.model}
-        if self.language is not None:
-            out["language"] = self.language
-        if self.prompt is not None:
-            out["prompt"] = self.prompt
-        return out
+        return _as_wire(self)
 
 
 @attrs.frozen(kw_only=True)
 class SemanticVad:
     """Semantic turn detection (Inworld's default)."""
 
+    TYPE: ClassVar[str] = "semantic_vad"
     eagerness: str = attrs.field(default="low", validator=_one_of("turn_detection.eagerness", EAGERNESS))
     create_response: bool = True
     interrupt_response: bool = True
 
     def to_wire(self) -> dict[str, Any]:
         """GA ``semantic_vad`` object."""
-        return {
-            "type": "semantic_vad",
-            "eagerness": self.eagerness,
-            "create_response": self.create_response,
-            "interrupt_response": self.interrupt_response,
-        }
+        return _as_wire(self)
 
 
 @attrs.frozen(kw_only=True)
 class ServerVad:
     """Energy-based server turn detection with its thresholds."""
 
+    TYPE: ClassVar[str] = "server_vad"
     threshold: float = attrs.field(default=0.5, validator=_in_range("turn_detection.threshold", 0.0, 1.0))
     prefix_padding_ms: int = attrs.field(
         default=300, validator=_in_range("turn_detection.prefix_padding_ms", 0, 10_000)
@@ -134,18 +135,8 @@ class ServerVad:
     interrupt_response: bool = True
 
     def to_wire(self) -> dict[str, Any]:
-        """GA ``server_vad`` object."""
-        out: dict[str, Any] = {
-            "type": "server_vad",
-            "threshold": self.threshold,
-            "prefix_padding_ms": self.prefix_padding_ms,
-            "silence_duration_ms": self.silence_duration_ms,
-            "create_response": self.create_response,
-            "interrupt_response": self.interrupt_response,
-        }
-        if self.idle_timeout_ms is not None:
-            out["idle_timeout_ms"] = self.idle_timeout_ms
-        return out
+        """GA ``server_vad`` object (``idle_timeout_ms`` only when set)."""
+        return _as_wire(self)
 
 
 TurnDetection = SemanticVad | ServerVad
@@ -155,6 +146,7 @@ TurnDetection = SemanticVad | ServerVad
 class FunctionTool:
     """A function the model may call: name, description and a JSON-schema ``parameters`` object."""
 
+    TYPE: ClassVar[str] = "function"
     name: str = attrs.field()
     description: str = ""
     parameters: dict[str, Any] = attrs.field(factory=lambda: {"type": "object", "properties": {}})
@@ -166,12 +158,7 @@ class FunctionTool:
 
     def to_wire(self) -> dict[str, Any]:
         """GA function tool object."""
-        return {
-            "type": "function",
-            "name": self.name,
-            "description": self.description,
-            "parameters": self.parameters,
-        }
+        return _as_wire(self)
 
 
 def _modalities(value: Iterable[str]) -> tuple[str, ...]:
