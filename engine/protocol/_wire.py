@@ -1,10 +1,11 @@
 """Turning attrs value classes into JSON-ready dicts and back.
 
-Each class gets a *plan* once (a tuple of per-field steps derived from its type
-hints), so the per-message cost is a loop over fields with ``isinstance``
-checks, not reflection. Only the shapes the wire needs are supported: ``str``,
-``int``, ``float``, ``bool``, ``None`` unions, ``dict`` / ``Any`` kept raw,
-``tuple[X, ...]`` and nested attrs classes.
+Each class gets a generated decoder once (per-field type tests derived from
+its type hints) and an encoding plan (its field names), so the per-message
+cost is straight-line code and a loop over fields, not reflection. Only the
+shapes the wire needs are supported: ``str``, ``int``, ``float``, ``bool``,
+``None`` unions, ``dict`` / ``Any`` kept raw, ``tuple[X, ...]`` and nested
+attrs classes.
 
 Encoding drops fields whose value is ``None`` (the server treats an absent
 field as "unchanged"); where ``null`` means something (``turn_detection: null``
@@ -154,23 +155,7 @@ def _hint_name(hint: Any) -> str:
     )
 
 
-# (attribute name, which is also the JSON key; check; has default)
-_Plan = tuple[tuple[str, Check, bool], ...]
-_decode_plans: dict[type, _Plan] = {}
 _encode_plans: dict[type, tuple[str, ...]] = {}
-
-
-def _decode_plan(cls: type) -> _Plan:
-    plan = _decode_plans.get(cls)
-    if plan is None:
-        hints = typing.get_type_hints(cls)
-        plan = tuple(
-            (f.name, _check_for(hints[f.name]), f.default is not attrs.NOTHING)
-            for f in attrs.fields(cls)
-            if f.init
-        )
-        _decode_plans[cls] = plan
-    return plan
 
 
 def decoder_for(cls: type[T]) -> Callable[[dict[str, Any], str], T]:
@@ -222,23 +207,23 @@ def _compile(cls: type) -> Callable[[dict[str, Any], str], Any]:
 
     Decoding sits on the hot path (every server message), so a plain function
     per class beats a loop over closures; the generated code is small and
-    built once from the same plan the checks come from.
+    built once from the class's fields and type hints.
     """
     hints = typing.get_type_hints(cls)
     namespace: dict[str, Any] = {"_MISSING": attrs.NOTHING, "_where": _where, "WireTypeError": WireTypeError}
     lines = ["def decode(data, path):", "    get = data.get"]
     args = []
     by_init: list[tuple[int, str]] = []
-    for index, (name, check, has_default) in enumerate(_decode_plan(cls)):
-        field = attrs.fields_dict(cls)[name]
-        namespace[f"_check{index}"] = check
+    for index, field in enumerate(f for f in attrs.fields(cls) if f.init):
+        name = field.name  # also the JSON key
+        namespace[f"_check{index}"] = _check_for(hints[name])
         namespace[f"_default{index}"] = field.default
         fast = _fast_test(hints[name])
         lines.append(f"    v = get({name!r}, _MISSING)")
         lines.append("    if v is _MISSING:")
-        if has_default:
+        if field.default is not attrs.NOTHING:
             default = field.default
-            if isinstance(default, attrs.Factory) and default.takes_self:  # type: ignore[arg-type,union-attr]
+            if isinstance(default, attrs.Factory) and default.takes_self:  # type: ignore[arg-type]
                 lines.append(f"        a{index} = _MISSING")  # left to __init__, which has the instance
                 by_init.append((index, name))
             elif isinstance(default, attrs.Factory):  # type: ignore[arg-type]
