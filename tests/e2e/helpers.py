@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -26,6 +26,8 @@ from engine.server import LocalServer
 from engine.server.app import PATH
 from engine.transports import TransportSettings, connect
 from engine.transports.base import Transport
+from tests.actors.helpers import collect_until as collect_until  # re-exported
+from tests.actors.helpers import next_event as next_event  # re-exported
 
 E = TypeVar("E")
 
@@ -143,24 +145,6 @@ class Recorder:
     def of_type(self, kind: type[E]) -> list[E]:
         """The recorded events of ``kind``, in order."""
         return [e for e in self.events if isinstance(e, kind)]
-
-
-async def next_event(stream: EventStream, kind: type[E], where: Callable[[E], bool] = lambda _: True) -> E:
-    """The next event of ``kind`` (matching ``where``) from ``stream``."""
-    async for event in stream:
-        if isinstance(event, kind) and where(event):
-            return event
-    raise AssertionError(f"the event stream ended before a {kind.__name__} arrived")
-
-
-async def collect_until(stream: EventStream, done: Callable[[Any], bool]) -> list[Any]:
-    """Events from ``stream`` up to and including the first one ``done`` accepts."""
-    seen: list[Any] = []
-    async for event in stream:
-        seen.append(event)
-        if done(event):
-            return seen
-    raise AssertionError(f"the event stream ended before the awaited event; saw {seen!r}")
 
 
 async def turn_done(stream: EventStream) -> engine.events.TurnMetrics:

@@ -29,13 +29,13 @@ from engine.demo import speech
 from engine.protocol.items import Item
 from engine.server import LocalServer
 from engine.server.connection import ServerConnection
-from engine.transports import TransportSettings
+from tests.e2e.helpers import SERVER_SETTINGS as SERVER_SETTINGS  # re-exported
+from tests.e2e.helpers import make_server as make_server  # re-exported
 
 KEY = "sk-REL-0c4f1e"
 """A distinctive API key: the secret test looks for it everywhere."""
 
 INSTANT = engine.ReconnectPolicy(initial_delay=0.0, jitter=0)
-SERVER_SETTINGS = TransportSettings(close_timeout=0.5, keepalive_interval=None)
 
 RATE = 24000
 CHUNK = RATE * 2 * 60 // 1000
@@ -62,14 +62,6 @@ def settings(**overrides: Any) -> engine.SessionSettings:
     options: dict[str, Any] = {"reconnect": INSTANT, "close_timeout": 0.5, "ready_timeout": 5.0}
     options.update(overrides)
     return engine.SessionSettings(**options)
-
-
-def make_server(**options: Any) -> LocalServer:
-    """A local server as fast as possible, without pings (their timing would vary the event count)."""
-    options.setdefault("pace", 0)
-    options.setdefault("ping_interval", None)
-    options.setdefault("settings", SERVER_SETTINGS)
-    return LocalServer(**options)
 
 
 @asynccontextmanager
