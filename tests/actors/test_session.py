@@ -147,9 +147,7 @@ async def test_refused_handshake_raises_handshake_error() -> None:
             session = make_session(peer)
             with pytest.raises(engine.HandshakeError) as caught:
                 async with session.connect():
-                    # The body should not run at all (see the strict xfail below); today it does,
-                    # and only a checkpoint in it lets connect() raise.
-                    await anyio.lowlevel.checkpoint()
+                    pytest.fail("the body ran although the handshake was refused")
     assert caught.value.status == 401
     assert caught.value.is_auth_failure
     assert session.state is engine.State.CLOSED

@@ -61,6 +61,7 @@ from engine.errors import ConnectionClosed, ProtocolError
 from engine.protocol.codec import decode
 from engine.transports import Transport, TransportSettings
 from engine.transports.listen import serve
+from tests.reliability.scenarios import text_response
 from tests.reliability.support import KEY, Observer, register_weather
 from tests.reliability.support import settings as session_settings
 
@@ -93,20 +94,7 @@ def _dumps(message: Any) -> str:
 
 def _answer(number: int, user_text: str) -> list[dict[str, Any]]:
     """A whole text response echoing the user, as the local assistant would."""
-    rid, iid = f"resp_peer_{number}", f"item_peer_{number}"
-    text = f"You said: {user_text}."
-    item = {"id": iid, "type": "message", "role": "assistant", "status": "completed"}
-    final = {**item, "content": [{"type": "output_text", "text": text}]}
-    ids = {"response_id": rid, "output_index": 0}
-    part = {**ids, "item_id": iid, "content_index": 0}
-    return [
-        {"type": "response.created", "response": {"id": rid, "status": "in_progress", "output": []}},
-        {"type": "response.output_item.added", **ids, "item": {**item, "status": "in_progress"}},
-        {"type": "response.output_text.delta", **part, "delta": text},
-        {"type": "response.output_text.done", **part, "text": text},
-        {"type": "response.output_item.done", **ids, "item": final},
-        {"type": "response.done", "response": {"id": rid, "status": "completed", "output": [final]}},
-    ]
+    return text_response(f"resp_peer_{number}", f"You said: {user_text}.")
 
 
 def _settle() -> list[str]:
