@@ -14,20 +14,11 @@ import engine
 from engine.events import ResponseDone
 from tests.actors.helpers import collect_until, inworld, make_session
 from tests.actors.peer import function_call_response, running_peer
+from tests.reliability.support import logged_text, shown_by
 
 pytestmark = pytest.mark.anyio
 
 SECRET = "sk-TEST-9f8e7d"
-
-
-def _everything_logged(caplog: pytest.LogCaptureFixture) -> str:
-    parts = [caplog.text]
-    for record in caplog.records:
-        parts.append(record.getMessage())
-        parts.append(repr(record.args))
-        if record.exc_info and record.exc_info[1] is not None:
-            parts.append("".join(traceback.format_exception(record.exc_info[1])))
-    return "\n".join(parts)
 
 
 async def test_the_api_key_never_appears(caplog: pytest.LogCaptureFixture) -> None:
@@ -60,9 +51,7 @@ async def test_the_api_key_never_appears(caplog: pytest.LogCaptureFixture) -> No
                 await collect_until(
                     stream, lambda e: isinstance(e, ResponseDone) and e.response_id == "resp_3"
                 )
-                shown += [repr(session), str(session), repr(session.provider), str(session.provider)]
-                shown += [str(session.provider.api_key), repr(session.provider.api_key), repr(session.config)]
-                shown.append(str(session.statistics()))
+                shown += shown_by(session, [], None)
             assert peer.headers[0]["authorization"] == f"Basic {SECRET}"  # it was really used
 
             # A refused handshake: the exception, its chain and its traceback.
@@ -78,7 +67,7 @@ async def test_the_api_key_never_appears(caplog: pytest.LogCaptureFixture) -> No
                 shown += [str(caught.value), repr(caught.value), repr(provider)]
                 shown.append("".join(traceback.format_exception(caught.value)))
 
-    logged = _everything_logged(caplog)
+    logged = logged_text(caplog)
     # DEBUG logging really ran, down to the handshake headers (redacted).
     assert "{'Authorization': '***'}" in logged
     leaks = [text for text in [logged, *shown] if SECRET in text]

@@ -15,6 +15,7 @@ expected answer to be in ``session.history`` with the session idle.
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Any
 
 import anyio
 import attrs
+import pytest
 
 import engine
 from engine import events as ev
@@ -226,3 +228,45 @@ def outputs_per_call(items: Iterable[Item]) -> dict[str, int]:
         for call in items
         if call.type == "function_call"
     }
+
+
+def exception_text(exc: BaseException) -> str:
+    """Everything an exception shows: its text, repr, and traceback with the chain."""
+    return "\n".join([str(exc), repr(exc), "".join(traceback.format_exception(exc))])
+
+
+def logged_text(caplog: pytest.LogCaptureFixture) -> str:
+    """Every captured record: the formatted text, each message, its raw args, its traceback."""
+    parts = [caplog.text]
+    for record in caplog.records:
+        parts.append(record.getMessage())
+        parts.append(repr(record.args))
+        if record.exc_info and record.exc_info[1] is not None:
+            parts.append(exception_text(record.exc_info[1]))
+        if record.exc_text:
+            parts.append(record.exc_text)
+    return "\n".join(parts)
+
+
+def shown_by(session: Any, events: list[Any], raised: BaseException | None) -> list[str]:
+    """What a session, its events and its exception show to an application or a log."""
+    shown = [
+        repr(session),
+        str(session),
+        repr(session.provider),
+        str(session.provider),
+        str(session.provider.api_key),
+        repr(session.provider.api_key),
+        repr(session.config),
+        str(session.statistics()),
+    ]
+    for event in events:
+        if isinstance(event, ev.Error):
+            shown += [event.message, repr(event)]
+        elif isinstance(event, ev.Closed):
+            shown += [event.reason, repr(event)]
+            if event.error is not None:
+                shown.append(event.error.message)
+    if raised is not None:
+        shown.append(exception_text(raised))
+    return shown

@@ -26,61 +26,17 @@ reached the handshake, so the absence of the key is not an accident.
 from __future__ import annotations
 
 import logging
-import traceback
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from engine import events as ev
 from engine.server.faults import Faults
 from tests.reliability import scenarios
-from tests.reliability.support import KEY, Run
+from tests.reliability.support import KEY, Run, logged_text, shown_by
 from tests.reliability.test_fuzz_runtime import BAD_AUDIO_EXAMPLE, run_fuzz_example
 
 pytestmark = pytest.mark.anyio
-
-
-def exception_text(exc: BaseException) -> str:
-    """Everything an exception shows: its text, repr, and traceback with the chain."""
-    return "\n".join([str(exc), repr(exc), "".join(traceback.format_exception(exc))])
-
-
-def logged_text(caplog: pytest.LogCaptureFixture) -> str:
-    """Every captured record: the formatted text, each message, its raw args, its traceback."""
-    parts = [caplog.text]
-    for record in caplog.records:
-        parts.append(record.getMessage())
-        parts.append(repr(record.args))
-        if record.exc_info and record.exc_info[1] is not None:
-            parts.append(exception_text(record.exc_info[1]))
-        if record.exc_text:
-            parts.append(record.exc_text)
-    return "\n".join(parts)
-
-
-def shown_by(session: Any, events: list[Any], raised: BaseException | None) -> list[str]:
-    """What a session, its events and its exception show to an application or a log."""
-    shown = [
-        repr(session),
-        str(session),
-        repr(session.provider),
-        str(session.provider),
-        str(session.provider.api_key),
-        repr(session.provider.api_key),
-        repr(session.config),
-        str(session.statistics()),
-    ]
-    for event in events:
-        if isinstance(event, ev.Error):
-            shown += [event.message, repr(event)]
-        elif isinstance(event, ev.Closed):
-            shown += [event.reason, repr(event)]
-            if event.error is not None:
-                shown.append(event.error.message)
-    if raised is not None:
-        shown.append(exception_text(raised))
-    return shown
 
 
 async def test_the_api_key_appears_nowhere(caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
