@@ -32,9 +32,10 @@ from engine.core.conversation import Conversation, CoreOptions
 from engine.errors import UpdateRejected
 from engine.protocol._wire import from_wire, to_wire
 from engine.protocol.client import ResponseParams
-from engine.protocol.codec import decode, encode
+from engine.protocol.codec import decode
 from engine.protocol.config import config_from_wire
 from engine.protocol.items import Item
+from engine.protocol.server import UnknownServerEvent
 from engine.protocol.server_response import ResponseOutputAudioDelta
 
 log = logging.getLogger(__name__)
@@ -118,10 +119,10 @@ class RecordingConversation:
     def _receive(self, event: Any) -> list[fx.Effect]:
         line: dict[str, Any] = {"kind": "server", "t": self._clock()}
         if isinstance(event, ResponseOutputAudioDelta) and not self._recorder.audio:
-            line["event"] = json.loads(encode(attrs.evolve(event, delta="")))
+            line["event"] = _wire_form(attrs.evolve(event, delta=""))
             line["audio_bytes"] = len(event.delta) * 3 // 4 - event.delta[-2:].count("=")
         else:
-            line["event"] = json.loads(encode(event))
+            line["event"] = _wire_form(event)
         self._recorder.write(line)
         return self._outputs(self._conv.receive(event))
 
@@ -129,12 +130,26 @@ class RecordingConversation:
         now = self._clock()
         for effect in effects:
             if isinstance(effect, fx.Send):
-                self._recorder.write({"kind": "client", "t": now, "event": json.loads(encode(effect.event))})
+                self._recorder.write({"kind": "client", "t": now, "event": _wire_form(effect.event)})
             elif isinstance(effect, fx.Emit) and isinstance(effect.event, ev.StateChanged):
                 self._recorder.write(
                     {"kind": "state", "t": now, "old": effect.event.old, "new": effect.event.new}
                 )
         return effects
+
+
+def _wire_form(event: Any) -> dict[str, Any]:
+    """The JSON object of an event, as the codec would write it."""
+    form: dict[str, Any] = event.raw if isinstance(event, UnknownServerEvent) else to_wire(event)
+    return form
+
+
+def _server_event(record: dict[str, Any]) -> dict[str, Any]:
+    """A recorded server event, its elided audio back as silence of the recorded length."""
+    event = dict(record["event"])
+    if "audio_bytes" in record:
+        event["delta"] = base64.b64encode(bytes(int(record["audio_bytes"]))).decode()
+    return event
 
 
 def _args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -201,17 +216,14 @@ def replay(path: str | Path) -> ReplayResult:
             recorded.append(record["event"])
             continue
         if kind == "server":
-            event = dict(record["event"])
-            if "audio_bytes" in record:
-                event["delta"] = base64.b64encode(bytes(int(record["audio_bytes"]))).decode()
-            effects = conv.receive(decode(json.dumps(event)))
+            effects = conv.receive(decode(json.dumps(_server_event(record))))
         elif kind == "call":
             effects = _call(conv, record)
         else:
             continue
         for effect in effects:
             if isinstance(effect, fx.Send):
-                replayed.append(json.loads(encode(effect.event)))
+                replayed.append(_wire_form(effect.event))
             elif isinstance(effect, fx.Emit) and isinstance(effect.event, ev.StateChanged):
                 timeline.append(f"{now[0] - start:9.3f}s  {effect.event.old} -> {effect.event.new}")
     return ReplayResult(timeline=timeline, replayed=replayed, recorded=recorded)
@@ -256,8 +268,5 @@ def server_script(path: str | Path, *, timing: bool = True) -> list[dict[str, An
             if timing and last is not None and now - last > 0.005:
                 script.append({"sleep": round(now - last, 4)})
             last = now
-            event = dict(record["event"])
-            if "audio_bytes" in record:
-                event["delta"] = base64.b64encode(bytes(int(record["audio_bytes"]))).decode()
-            script.append(event)
+            script.append(_server_event(record))
     return script
