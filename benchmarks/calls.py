@@ -34,7 +34,8 @@ from typing import Any
 import anyio
 
 import engine
-from benchmarks._common import BOTH, DELTA_MS, FRAME_MS, KEY, Figure, pcm, percentile
+from benchmarks._apps import provider
+from benchmarks._common import BOTH, DELTA_MS, FRAME_MS, KEY, Figure, pcm, percentile, ratio
 from benchmarks._server import Server, local_server
 
 NAME = "calls"
@@ -125,7 +126,7 @@ class Listener:
 
 async def engine_call(url: str, step: Step) -> None:
     """One call through ``engine.Session``."""
-    session = engine.Session(engine.Inworld(api_key=KEY, url=url))
+    session = engine.Session(provider(url))
     listener = Listener(step)
 
     def on_audio(event: engine.events.AudioOut) -> None:
@@ -337,7 +338,7 @@ def run(backend: str, quick: bool) -> list[Figure]:
     eng_cpu = eng["cpu_s_per_call_s"] if eng else math.nan
     bare_cpu = bare["cpu_s_per_call_s"] if bare else math.nan
     eng_per_core, bare_per_core = 1 / eng_cpu, 1 / bare_cpu
-    r = eng_per_core / bare_per_core
+    r = ratio(eng_per_core, bare_per_core)
     minimum = TARGET_CALLS.get(backend)
     target = f">= {TARGET_RATIO}x bare" + (f", >= {minimum}" if minimum else "")
     met = r >= TARGET_RATIO and (minimum is None or eng_per_core >= minimum)
@@ -357,7 +358,7 @@ def run(backend: str, quick: bool) -> list[Figure]:
             unit="ms/s",
             engine=eng_cpu * 1000,
             floor=bare_cpu * 1000,
-            ratio=eng_cpu / bare_cpu,
+            ratio=ratio(eng_cpu, bare_cpu),
             extra={"measured_at_calls": {"engine": sustained_e, "bare": sustained_b}},
         ),
         Figure(

@@ -27,6 +27,7 @@ from typing import Any
 import anyio
 
 import engine
+from benchmarks._apps import provider
 from benchmarks._common import BOTH, KEY, Figure, rss_bytes
 from benchmarks._server import Server, local_server
 from benchmarks.calls import SESSION_UPDATE, SESSION_UPDATED
@@ -41,7 +42,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 async def engine_idle(url: str, ready: Any, stop: anyio.Event) -> None:
     """One connected, ready session that does nothing."""
-    session = engine.Session(engine.Inworld(api_key=KEY, url=url))
+    session = engine.Session(provider(url))
     async with session.connect():
         ready()
         await stop.wait()
@@ -124,7 +125,7 @@ async def _connect_all(hold: Any, server: Server, sessions: int, *, measure: boo
 
 async def turns(server: Server, count: int, warmup: int) -> dict[str, Any]:
     """Growth per turn over ``count`` text turns on one session, after ``warmup`` turns."""
-    session = engine.Session(engine.Inworld(api_key=KEY, url=server.url()))
+    session = engine.Session(provider(server.url()))
     played: dict[str | None, float] = {}
     boxes = [anyio.Event()]
 
