@@ -14,7 +14,6 @@ a client's close frame is never answered.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import re
 import struct
@@ -28,6 +27,7 @@ import anyio.abc
 from engine.errors import ConnectionClosed
 from engine.transports.base import Transport
 from engine.transports.listen import serve
+from tests.transports.apps import accept_upgrade
 
 Reply = list[dict[str, Any]]
 Hook = Callable[[dict[str, Any]], Reply]
@@ -250,8 +250,6 @@ async def running_peer(peer: Peer | None = None) -> AsyncIterator[Peer]:
 
 # ---------------------------------------------------------------------- a server that never closes
 
-WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-
 
 class MuteServer:
     """Raw TCP: the upgrade and ``session.created``/``session.updated`` by hand, then deaf.
@@ -274,11 +272,7 @@ class MuteServer:
             request, _, buffer = buffer.partition(b"\r\n\r\n")
             found = re.search(rb"sec-websocket-key:\s*(\S+)", request, re.IGNORECASE)
             assert found is not None
-            accept = base64.b64encode(hashlib.sha1(found.group(1) + WS_GUID).digest())
-            await stream.send(
-                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
-            )
+            await accept_upgrade(stream, found.group(1))
             await stream.send(_frame({"type": "session.created", "session": {"type": "realtime"}}))
             try:
                 while True:

@@ -84,6 +84,15 @@ async def running(app: EchoApp, settings: TransportSettings | None = None) -> As
         scope.cancel()
 
 
+async def accept_upgrade(stream: anyio.abc.SocketStream, key: bytes) -> None:
+    """Answer a WebSocket upgrade request by hand: 101 with the accept hash of ``key``."""
+    accept = base64.b64encode(hashlib.sha1(key + WS_GUID).digest())
+    await stream.send(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+    )
+
+
 @attrs.define
 class SilentServer:
     """Completes the upgrade by hand, then reads and ignores everything (no pong, no close)."""
@@ -100,19 +109,12 @@ class SilentServer:
                 request += await stream.receive()
             found = re.search(rb"sec-websocket-key:\s*(\S+)", request, re.IGNORECASE)
             if found is not None:
-                await self._accept(stream, found.group(1))
+                await accept_upgrade(stream, found.group(1))
             try:
                 while True:
                     await stream.receive()
             except (anyio.EndOfStream, anyio.BrokenResourceError):
                 self.dropped.set()
-
-    async def _accept(self, stream: anyio.abc.SocketStream, key: bytes) -> None:
-        accept = base64.b64encode(hashlib.sha1(key + WS_GUID).digest())
-        await stream.send(
-            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-            b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
-        )
 
 
 @asynccontextmanager
