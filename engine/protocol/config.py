@@ -31,6 +31,10 @@ FORMAT_TYPES = ("audio/pcm", "audio/pcmu", "audio/pcma")
 EAGERNESS = ("low", "medium", "high", "auto")
 MODALITIES = ("audio", "text")
 TOOL_CHOICES = ("auto", "none", "required")
+SPEED_RANGE = (0.25, 4.0)
+TEMPERATURE_RANGE = (0.0, 2.0)
+MAX_OUTPUT_TOKENS = 4096
+"""The largest integer ``max_output_tokens`` (or ``"inf"``)."""
 
 
 class ConfigError(ValueError):
@@ -177,8 +181,10 @@ def _check_modalities(_: Any, __: Any, value: tuple[str, ...]) -> None:
 def _check_max_tokens(_: Any, __: Any, value: int | str | None) -> None:
     if value is None or value == "inf":
         return
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 4096:
-        raise ConfigError("max_output_tokens", f"{value!r} must be an integer in [1, 4096] or 'inf'")
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_OUTPUT_TOKENS:
+        raise ConfigError(
+            "max_output_tokens", f"{value!r} must be an integer in [1, {MAX_OUTPUT_TOKENS}] or 'inf'"
+        )
 
 
 def _check_tool_choice(_: Any, __: Any, value: str | None) -> None:
@@ -211,8 +217,10 @@ class SessionConfig:
     model: str | None = None
     voice: str | None = None
     tts_model: str | None = None
-    temperature: float | None = attrs.field(default=None, validator=_in_range("temperature", 0.0, 2.0))
-    speed: float | None = attrs.field(default=None, validator=_in_range("speed", 0.25, 4.0))
+    temperature: float | None = attrs.field(
+        default=None, validator=_in_range("temperature", *TEMPERATURE_RANGE)
+    )
+    speed: float | None = attrs.field(default=None, validator=_in_range("speed", *SPEED_RANGE))
     output_modalities: tuple[str, ...] = attrs.field(
         default=("audio",), converter=_modalities, validator=_check_modalities
     )

@@ -20,7 +20,10 @@ from typing import Any
 import attrs
 
 from engine.protocol.config import (
+    MAX_OUTPUT_TOKENS,
     MODALITIES,
+    SPEED_RANGE,
+    TEMPERATURE_RANGE,
     TOOL_CHOICES,
     AudioFormat,
     ConfigError,
@@ -157,9 +160,9 @@ def normalise(session: dict[str, Any]) -> dict[str, Any]:
     if "model" in audio_out:
         _string(audio_out["model"], "session.audio.output.model")
     if "speed" in audio_out:
-        _number(audio_out["speed"], "session.audio.output.speed", 0.25, 4.0)
+        _number(audio_out["speed"], "session.audio.output.speed", *SPEED_RANGE)
     if "temperature" in session:
-        _number(session["temperature"], "session.temperature", 0.0, 2.0)
+        _number(session["temperature"], "session.temperature", *TEMPERATURE_RANGE)
     tools = session.setdefault("tools", [])
     _tools(tools)
     _tool_choice(session.get("tool_choice", "auto"), tools)
@@ -301,8 +304,8 @@ def _max_tokens(value: Any) -> None:
     path = "session.max_output_tokens"
     if value == "inf":
         return
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 4096:
-        raise ConfigError(path, f"Invalid value for '{path}': {value!r}; use 1-4096 or 'inf'.")
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_OUTPUT_TOKENS:
+        raise ConfigError(path, f"Invalid value for '{path}': {value!r}; use 1-{MAX_OUTPUT_TOKENS} or 'inf'.")
 
 
 def reason(exc: ConfigError) -> str:
