@@ -11,10 +11,12 @@ a ``ValueError`` whose ``param`` names the field.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Collection, Iterable
 from typing import Any, ClassVar
 
 import attrs
+from attrs import validators as v
 
 from engine.protocol._wire import to_wire
 
@@ -45,23 +47,104 @@ class ConfigError(ValueError):
         self.param = param
 
 
-def _one_of(name: str, allowed: Collection[object]) -> Callable[[Any, Any, Any], None]:
-    def check(_: Any, __: Any, value: object) -> None:
-        if value not in allowed:
-            choices = ", ".join(repr(a) for a in allowed)
-            raise ConfigError(name, f"{value!r} is not one of {choices}")
+Validator = Callable[[Any, Any, Any], None]
+
+
+def _named(name: str, *checks: Validator) -> Validator:
+    """attrs validators run in order, their TypeError/ValueError turned into a ConfigError for ``name``."""
+
+    def check(instance: Any, attribute: Any, value: Any) -> None:
+        for inner in checks:
+            try:
+                inner(instance, attribute, value)
+            except ConfigError:
+                raise
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(name, _reason(exc, value)) from None
 
     return check
 
 
-def _in_range(name: str, low: float, high: float) -> Callable[[Any, Any, Any], None]:
+def _clip(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:80] + "..."
+
+
+def _reason(exc: BaseException, value: object) -> str:
+    # attrs' instance_of raises TypeError(message, attribute, expected type(s), value).
+    if isinstance(exc, TypeError) and len(exc.args) == 4:
+        expected, got = exc.args[2], exc.args[3]
+        kinds = expected if isinstance(expected, tuple) else (expected,)
+        names = " or ".join(getattr(k, "__name__", str(k)) for k in kinds)
+        return f"expected {names}, got {type(got).__name__} {_clip(got)}"
+    message = exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
+    return f"{_clip(value)}: {message}"
+
+
+def _encodable(_: Any, __: Any, value: str | None) -> None:
+    """A lone surrogate ("\\ud83d") is a legal Python string but cannot be sent as UTF-8."""
+    if value is not None:
+        check_text(value)
+
+
+_INT: Validator = v.and_(v.instance_of(int), v.not_(v.instance_of(bool), msg="a boolean is not an integer"))
+_BOOL: Validator = v.instance_of(bool)  # not 1 or "no": the wire wants true or false
+_TEXT: Validator = v.and_(v.instance_of(str), _encodable)
+
+
+def _one_of(name: str, allowed: Collection[object]) -> Validator:
+    def check(_: Any, __: Any, value: object) -> None:
+        if not isinstance(value, str) or value not in allowed:
+            choices = ", ".join(repr(a) for a in allowed)
+            raise ConfigError(name, f"{_clip(value)} is not one of {choices}")
+
+    return check
+
+
+def _in_range(name: str, low: float, high: float, *, integer: bool = False) -> Validator:
+    kind = int if integer else int | float
+
     def check(_: Any, __: Any, value: float | None) -> None:
         if value is None:
             return
-        if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-            raise ConfigError(name, f"{value!r} is not a number in [{low}, {high}]")
+        if isinstance(value, bool) or not isinstance(value, kind) or not low <= value <= high:
+            what = "an integer" if integer else "a number"
+            raise ConfigError(name, f"{_clip(value)} is not {what} in [{low}, {high}]")
 
     return check
+
+
+def _json_object(name: str) -> Validator:
+    """A dict with string keys that encodes as strict JSON (no NaN, no lone surrogates)."""
+
+    def check(_: Any, __: Any, value: dict[str, Any] | None) -> None:
+        if value is None:
+            return
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ConfigError(name, f"{_clip(value)} must be a dict with string keys (a JSON object)")
+        try:
+            check_text(json.dumps(value, ensure_ascii=False, allow_nan=False))
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise ConfigError(name, f"is not a JSON object: {exc}") from None
+
+    return check
+
+
+def check_text(text: str) -> None:
+    """Raise ``ValueError`` if ``text`` cannot be sent as UTF-8 (it holds a lone surrogate).
+
+    Python strings may hold unpaired UTF-16 halves (``"\\ud83d"``); JSON text on
+    the wire must be UTF-8, which has no encoding for them. The core and the
+    session call this on text the application gives, so the call fails at once
+    instead of the socket failing later.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        at = exc.start
+        raise ValueError(
+            f"text holds a lone surrogate {text[at]!r} at index {at}, which UTF-8 cannot encode"
+        ) from None
 
 
 @attrs.frozen(kw_only=True)
@@ -70,7 +153,8 @@ class AudioFormat:
 
     type: str = attrs.field(default="audio/pcm", validator=_one_of("format.type", FORMAT_TYPES))
     rate: int = attrs.field(
-        default=attrs.Factory(lambda self: 24000 if self.type == "audio/pcm" else 8000, takes_self=True)
+        default=attrs.Factory(lambda self: 24000 if self.type == "audio/pcm" else 8000, takes_self=True),
+        validator=_named("format.rate", _INT),
     )
 
     @rate.validator
@@ -97,9 +181,13 @@ class AudioFormat:
 class Transcription:
     """Input transcription: the STT model (e.g. ``inworld/inworld-stt-1``), optional language and prompt."""
 
-    model: str
-    language: str | None = None
-    prompt: str | None = None
+    model: str = attrs.field(validator=_named("transcription.model", _TEXT, v.min_len(1)))
+    language: str | None = attrs.field(
+        default=None, validator=_named("transcription.language", v.optional(_TEXT))
+    )
+    prompt: str | None = attrs.field(
+        default=None, validator=_named("transcription.prompt", v.optional(_TEXT))
+    )
 
     def to_wire(self) -> dict[str, Any]:
         """GA transcription object."""
@@ -112,8 +200,12 @@ class SemanticVad:
 
     TYPE: ClassVar[str] = "semantic_vad"
     eagerness: str = attrs.field(default="low", validator=_one_of("turn_detection.eagerness", EAGERNESS))
-    create_response: bool = True
-    interrupt_response: bool = True
+    create_response: bool = attrs.field(
+        default=True, validator=_named("turn_detection.create_response", _BOOL)
+    )
+    interrupt_response: bool = attrs.field(
+        default=True, validator=_named("turn_detection.interrupt_response", _BOOL)
+    )
 
     def to_wire(self) -> dict[str, Any]:
         """GA ``semantic_vad`` object."""
@@ -127,16 +219,20 @@ class ServerVad:
     TYPE: ClassVar[str] = "server_vad"
     threshold: float = attrs.field(default=0.5, validator=_in_range("turn_detection.threshold", 0.0, 1.0))
     prefix_padding_ms: int = attrs.field(
-        default=300, validator=_in_range("turn_detection.prefix_padding_ms", 0, 10_000)
+        default=300, validator=_in_range("turn_detection.prefix_padding_ms", 0, 10_000, integer=True)
     )
     silence_duration_ms: int = attrs.field(
-        default=500, validator=_in_range("turn_detection.silence_duration_ms", 0, 10_000)
+        default=500, validator=_in_range("turn_detection.silence_duration_ms", 0, 10_000, integer=True)
     )
     idle_timeout_ms: int | None = attrs.field(
-        default=None, validator=_in_range("turn_detection.idle_timeout_ms", 1, 3_600_000)
+        default=None, validator=_in_range("turn_detection.idle_timeout_ms", 1, 3_600_000, integer=True)
     )
-    create_response: bool = True
-    interrupt_response: bool = True
+    create_response: bool = attrs.field(
+        default=True, validator=_named("turn_detection.create_response", _BOOL)
+    )
+    interrupt_response: bool = attrs.field(
+        default=True, validator=_named("turn_detection.interrupt_response", _BOOL)
+    )
 
     def to_wire(self) -> dict[str, Any]:
         """GA ``server_vad`` object (``idle_timeout_ms`` only when set)."""
@@ -152,12 +248,19 @@ class FunctionTool:
 
     TYPE: ClassVar[str] = "function"
     name: str = attrs.field()
-    description: str = ""
-    parameters: dict[str, Any] = attrs.field(factory=lambda: {"type": "object", "properties": {}})
+    description: str = attrs.field(default="", validator=_named("tools.description", _TEXT))
+    parameters: dict[str, Any] = attrs.field(
+        factory=lambda: {"type": "object", "properties": {}}, validator=_json_object("tools.parameters")
+    )
 
     @name.validator
     def _check_name(self, _: Any, value: str) -> None:
-        if not value or not all(c.isalnum() or c in "_-" for c in value) or len(value) > 64:
+        if (
+            not isinstance(value, str)
+            or not value
+            or not all(c.isalnum() or c in "_-" for c in value)
+            or len(value) > 64
+        ):
             raise ConfigError("tools.name", f"{value!r} must be 1-64 letters, digits, '_' or '-'")
 
     def to_wire(self) -> dict[str, Any]:
@@ -165,17 +268,21 @@ class FunctionTool:
         return _as_wire(self)
 
 
-def _modalities(value: Iterable[str]) -> tuple[str, ...]:
-    return tuple(value)
-
-
-def _tools(value: Iterable[FunctionTool]) -> tuple[FunctionTool, ...]:
+def _as_tuple(value: Any) -> Any:
+    """Any iterable but a string as a tuple; anything else is left for the validator to refuse."""
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        return value
     return tuple(value)
 
 
 def _check_modalities(_: Any, __: Any, value: tuple[str, ...]) -> None:
-    if not value or len(set(value)) != len(value) or any(m not in MODALITIES for m in value):
-        raise ConfigError("output_modalities", f"{value!r} must be 'audio', 'text' or both, once each")
+    if (
+        not isinstance(value, tuple)
+        or not value
+        or not all(isinstance(m, str) and m in MODALITIES for m in value)
+        or len(set(value)) != len(value)
+    ):
+        raise ConfigError("output_modalities", f"{_clip(value)} must be 'audio', 'text' or both, once each")
 
 
 def _check_max_tokens(_: Any, __: Any, value: int | str | None) -> None:
@@ -188,7 +295,7 @@ def _check_max_tokens(_: Any, __: Any, value: int | str | None) -> None:
 
 
 def _check_tool_choice(_: Any, __: Any, value: str | None) -> None:
-    if value is not None and not value:
+    if value is not None and (not isinstance(value, str) or not value):
         raise ConfigError("tool_choice", "must be 'auto', 'none', 'required' or a tool name")
 
 
@@ -213,25 +320,38 @@ class SessionConfig:
         provider_data: Inworld's ``providerData`` object, sent as is.
     """
 
-    instructions: str | None = None
-    model: str | None = None
-    voice: str | None = None
-    tts_model: str | None = None
+    instructions: str | None = attrs.field(default=None, validator=_named("instructions", v.optional(_TEXT)))
+    model: str | None = attrs.field(default=None, validator=_named("model", v.optional(_TEXT)))
+    voice: str | None = attrs.field(default=None, validator=_named("voice", v.optional(_TEXT)))
+    tts_model: str | None = attrs.field(default=None, validator=_named("tts_model", v.optional(_TEXT)))
     temperature: float | None = attrs.field(
         default=None, validator=_in_range("temperature", *TEMPERATURE_RANGE)
     )
     speed: float | None = attrs.field(default=None, validator=_in_range("speed", *SPEED_RANGE))
     output_modalities: tuple[str, ...] = attrs.field(
-        default=("audio",), converter=_modalities, validator=_check_modalities
+        default=("audio",), converter=_as_tuple, validator=_check_modalities
     )
-    input_format: AudioFormat = AudioFormat()
-    output_format: AudioFormat = AudioFormat()
-    transcription: Transcription | None = None
-    turn_detection: TurnDetection | None = SemanticVad()
-    tools: tuple[FunctionTool, ...] = attrs.field(default=(), converter=_tools)
+    input_format: AudioFormat = attrs.field(
+        default=AudioFormat(), validator=_named("input_format", v.instance_of(AudioFormat))
+    )
+    output_format: AudioFormat = attrs.field(
+        default=AudioFormat(), validator=_named("output_format", v.instance_of(AudioFormat))
+    )
+    transcription: Transcription | None = attrs.field(
+        default=None, validator=_named("transcription", v.optional(v.instance_of(Transcription)))
+    )
+    turn_detection: TurnDetection | None = attrs.field(
+        default=SemanticVad(),
+        validator=_named("turn_detection", v.optional(v.instance_of((SemanticVad, ServerVad)))),
+    )
+    tools: tuple[FunctionTool, ...] = attrs.field(
+        default=(),
+        converter=_as_tuple,
+        validator=_named("tools", v.deep_iterable(v.instance_of(FunctionTool), v.instance_of(tuple))),
+    )
     tool_choice: str | None = attrs.field(default=None, validator=_check_tool_choice)
     max_output_tokens: int | str | None = attrs.field(default=None, validator=_check_max_tokens)
-    provider_data: dict[str, Any] | None = None
+    provider_data: dict[str, Any] | None = attrs.field(default=None, validator=_json_object("provider_data"))
 
     @tools.validator
     def _check_tools(self, _: Any, value: tuple[FunctionTool, ...]) -> None:

@@ -287,3 +287,92 @@ def test_evolve_revalidates() -> None:
     assert attrs.evolve(base, voice="Sarah").voice == "Sarah"
     with pytest.raises(ConfigError):
         attrs.evolve(base, temperature=9.0)
+
+
+# ---------------------------------------------------------------------- wrong types (issue 11)
+
+_WRONG_TYPES: list[tuple[str, Any]] = [
+    ("voice", lambda: SessionConfig(voice=123)),
+    ("instructions", lambda: SessionConfig(instructions=123)),
+    ("model", lambda: SessionConfig(model=["x"])),
+    ("tts_model", lambda: SessionConfig(tts_model=b"inworld-tts-2")),
+    ("tool_choice", lambda: SessionConfig(tool_choice=5)),
+    ("tool_choice", lambda: SessionConfig(tool_choice=True)),
+    ("speed", lambda: SessionConfig(speed="fast")),
+    ("temperature", lambda: SessionConfig(temperature="0.5")),
+    ("input_format", lambda: SessionConfig(input_format="audio/pcm")),
+    ("output_format", lambda: SessionConfig(output_format={"type": "audio/pcm"})),
+    ("transcription", lambda: SessionConfig(transcription="inworld/inworld-stt-1")),
+    ("turn_detection", lambda: SessionConfig(turn_detection="semantic_vad")),
+    ("turn_detection", lambda: SessionConfig(turn_detection=SemanticVad)),  # the class, not an instance
+    ("tools", lambda: SessionConfig(tools=5)),
+    ("tools", lambda: SessionConfig(tools=["get_weather"])),
+    ("tools", lambda: SessionConfig(tools=[TOOL, {"name": "x"}])),
+    ("output_modalities", lambda: SessionConfig(output_modalities=5)),
+    ("output_modalities", lambda: SessionConfig(output_modalities=[["audio"]])),  # unhashable element
+    ("output_modalities", lambda: SessionConfig(output_modalities=[b"audio"])),
+    ("provider_data", lambda: SessionConfig(provider_data=[("a", 1)])),
+    ("provider_data", lambda: SessionConfig(provider_data={1: "x"})),
+    ("provider_data", lambda: SessionConfig(provider_data={"x": float("nan")})),
+    ("provider_data", lambda: SessionConfig(provider_data={"x": object()})),
+    ("turn_detection.create_response", lambda: SemanticVad(create_response="no")),
+    ("turn_detection.create_response", lambda: ServerVad(create_response="no")),
+    ("turn_detection.create_response", lambda: SemanticVad(create_response=1)),  # bool is an int, not back
+    ("turn_detection.interrupt_response", lambda: SemanticVad(interrupt_response=None)),
+    ("turn_detection.interrupt_response", lambda: ServerVad(interrupt_response=0)),
+    ("turn_detection.eagerness", lambda: SemanticVad(eagerness=["low"])),  # unhashable
+    ("turn_detection.threshold", lambda: ServerVad(threshold="0.5")),
+    ("turn_detection.prefix_padding_ms", lambda: ServerVad(prefix_padding_ms=300.5)),
+    ("turn_detection.silence_duration_ms", lambda: ServerVad(silence_duration_ms=True)),
+    ("turn_detection.idle_timeout_ms", lambda: ServerVad(idle_timeout_ms="8000")),
+    ("format.type", lambda: AudioFormat(type=["audio/pcm"])),
+    ("format.rate", lambda: AudioFormat(rate="24000")),
+    ("format.rate", lambda: AudioFormat(rate=24000.0)),
+    ("format.rate", lambda: AudioFormat(type="audio/pcmu", rate=True)),
+    ("transcription.model", lambda: Transcription(model=None)),
+    ("transcription.model", lambda: Transcription(model="")),
+    ("transcription.language", lambda: Transcription(model="m", language=1)),
+    ("transcription.prompt", lambda: Transcription(model="m", prompt=["a"])),
+    ("tools.name", lambda: FunctionTool(name=5)),
+    ("tools.name", lambda: FunctionTool(name=None)),
+    ("tools.description", lambda: FunctionTool(name="a", description=None)),
+    ("tools.parameters", lambda: FunctionTool(name="a", parameters=[])),
+    ("tools.parameters", lambda: FunctionTool(name="a", parameters={"type": "object", "x": {1, 2}})),
+    # Lone surrogates cannot be encoded as UTF-8: refused where they are given, not at the socket.
+    ("instructions", lambda: SessionConfig(instructions="be brief \ud83d")),
+    ("voice", lambda: SessionConfig(voice="\udc00")),
+    ("tools.description", lambda: FunctionTool(name="a", description="\ud83d")),
+    ("tools.parameters", lambda: FunctionTool(name="a", parameters={"description": "\ud83d"})),
+    ("provider_data", lambda: SessionConfig(provider_data={"\ud83d": 1})),
+    ("transcription.prompt", lambda: Transcription(model="m", prompt="\ud800")),
+]
+
+
+@pytest.mark.parametrize(("param", "build"), _WRONG_TYPES)
+def test_wrong_types_are_refused_naming_the_field(param: str, build: Any) -> None:
+    """Wrong types (or text UTF-8 cannot carry) never reach the wire: ConfigError names the field."""
+    _invalid(param, build)
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: SessionConfig(temperature=1, speed=1),  # ints where floats are declared
+        lambda: ServerVad(threshold=1, prefix_padding_ms=0),
+        lambda: SessionConfig(tools=[TOOL], output_modalities=["text", "audio"], tool_choice="get_weather"),
+        lambda: SessionConfig(instructions="emoji \U0001f600 and \u00e9", voice="Clive"),  # paired: fine
+        lambda: SessionConfig(turn_detection=None, transcription=None, provider_data={"a": [1, None]}),
+    ],
+)
+def test_right_values_of_neighbouring_types_are_accepted(build: Any) -> None:
+    """The validators refuse wrong types only: ints for floats and real non-ASCII text are fine."""
+    build()
+
+
+@pytest.mark.parametrize(
+    "cls", [SessionConfig, AudioFormat, Transcription, SemanticVad, ServerVad, FunctionTool]
+)
+def test_every_config_field_has_a_validator(cls: Any) -> None:
+    """A new field without a validator fails here, so every field stays checked at construction."""
+    missing = [f.name for f in attrs.fields(cls) if f.validator is None]
+    assert missing == [], f"{cls.__name__} fields without a validator: {missing}"
