@@ -12,6 +12,12 @@ Policies, all explicit:
   opens. Beyond the limit the oldest (``drop_oldest``) or the newest
   (``drop_newest``) chunks are dropped, and the drop is reported.
 * **Pausing**: while paused, audio is discarded on arrival.
+* **Sample alignment**: a call may carry any number of bytes (a half sample
+  is completed by the next call), but where the caller's stream is cut (a
+  commit, a pause) an incomplete sample left over would shift every sample of
+  the next turn by a byte (noise to the model). It is dropped and reported
+  (``report_misaligned``); ``clear()`` discards the unsent tail with the turn.
+  PCM16 samples are 2 bytes, G.711 (``pcmu``/``pcma``) samples one.
 * **Direct path**: while the gate is open, the actor has nothing in hand and
   the outbox has room, a chunk is encoded and queued in the caller's task,
   which saves two task switches per chunk. Anything else (holding, a full
@@ -53,6 +59,7 @@ class AudioIn:
         outbox: Outbox | None,
         *,
         report_drop: Callable[[int], None],  # called with the drops so far in this episode
+        report_misaligned: Callable[[int, str], None] = lambda dropped, where: None,
         chunk_ms: int = 60,
         hold_limit_ms: int = 10_000,
         hold_policy: str = "drop_oldest",
@@ -67,6 +74,7 @@ class AudioIn:
         self._hold_policy = hold_policy
         self.outbox = outbox
         self._report_drop = report_drop
+        self._report_misaligned = report_misaligned
         self._inbox_size = inbox_size
         self._tg: Starter | None = None
         self._send: MemoryObjectSendStream[bytes | _Flush] | None = None
@@ -76,9 +84,21 @@ class AudioIn:
         self._episode_drops = 0  # drops since the gate last opened: the first one is reported
         self._in_hand = 0  # messages given to the actor and not yet handled (the direct path waits)
         self._flushes: set[_Flush] = set()  # flush() calls waiting for the actor (close wakes them)
-        self.paused = False
+        self._paused = False
         self.chunks_sent = 0
         self.dropped_chunks = 0
+        self.misaligned_bytes = 0
+
+    @property
+    def paused(self) -> bool:
+        """While True, audio is discarded on arrival."""
+        return self._paused
+
+    @paused.setter
+    def paused(self, value: bool) -> None:
+        if value and not self._paused:
+            self._realign("pause")  # the audio after the pause does not continue this sample
+        self._paused = value
 
     def start_in(self, tg: Starter) -> None:
         """Where to run: the actor's task starts with the first audio (idle sessions stay small)."""
@@ -92,9 +112,16 @@ class AudioIn:
             self._tg.start_soon(self._run_inbox, receive, name="audio in")
         return self._send
 
-    async def put(self, pcm: bytes) -> None:
-        """Accept caller audio (waits if the actor is behind; discarded while paused)."""
-        if self.paused or not pcm:
+    async def put(self, pcm: bytes | bytearray | memoryview) -> None:
+        """Accept caller audio (waits if the actor is behind; discarded while paused).
+
+        Raises:
+            TypeError: ``pcm`` is not bytes, bytearray or memoryview (``None`` or a
+                ``str`` is a caller's mistake, not silence).
+        """
+        if not isinstance(pcm, bytes | bytearray | memoryview):
+            raise TypeError(f"send_audio() takes bytes, bytearray or memoryview, not {type(pcm).__name__}")
+        if self._paused or not pcm:
             return
         # Re-chunk here, in the caller's task: the actor wakes once per whole chunk
         # (60 ms), not once per microphone frame.
@@ -131,12 +158,25 @@ class AudioIn:
             self._in_hand -= 1  # it never reached the actor
             raise
 
+    def _realign(self, where: str) -> None:
+        """Drop an incomplete sample at the end of the buffer (reported): the caller's stream is cut here."""
+        stray = len(self._buffer) % self._frame
+        if stray:
+            del self._buffer[-stray:]
+            self.misaligned_bytes += stray
+            log.warning("dropped %d byte(s) of an incomplete audio sample at %s", stray, where)
+            self._report_misaligned(stray, where)
+
+    def clear(self) -> None:
+        """Discard the audio not yet sent (``clear_audio``: it belongs to the cleared turn)."""
+        self._buffer.clear()
+
     async def flush(self) -> None:
         """Send everything buffered, even a tail shorter than a chunk, and wait until queued."""
-        whole = len(self._buffer) // self._frame * self._frame
-        if whole:
-            tail = bytes(self._buffer[:whole])
-            del self._buffer[:whole]
+        self._realign("commit")
+        if self._buffer:
+            tail = bytes(self._buffer)
+            self._buffer.clear()
             await self._to_actor(tail)
         marker = _Flush()
         self._flushes.add(marker)

@@ -269,6 +269,7 @@ class Session:
             config.input_format,
             None,
             report_drop=self._report_audio_drop,
+            report_misaligned=self._report_audio_misaligned,
             chunk_ms=self.settings.audio_chunk_ms,
             hold_limit_ms=self.settings.hold_limit_ms,
             hold_policy=self.settings.hold_policy,
@@ -410,8 +411,12 @@ class Session:
         """Add a user text message and ask for a response (coalesced if one is in flight)."""
         await self._apply(self._live().send_text(text))
 
-    async def send_audio(self, pcm: bytes) -> None:
-        """Stream caller audio in the session's input format; any length, any rate of calls."""
+    async def send_audio(self, pcm: bytes | bytearray | memoryview) -> None:
+        """Stream caller audio in the session's input format; any length, any rate of calls.
+
+        Raises:
+            TypeError: ``pcm`` is not bytes, bytearray or memoryview.
+        """
         self._live()
         assert self._audio is not None
         await self._audio.put(pcm)
@@ -424,8 +429,11 @@ class Session:
         await self._apply(conv.commit_audio())
 
     async def clear_audio(self) -> None:
-        """Discard the user's uncommitted audio on the server."""
-        await self._apply(self._live().clear_audio())
+        """Discard the user's uncommitted audio on the server (and what is not sent yet here)."""
+        conv = self._live()
+        if self._audio is not None:
+            self._audio.clear()
+        await self._apply(conv.clear_audio())
 
     async def create_response(self, params: ResponseParams | None = None) -> None:
         """Ask for a response now (coalesced with one already in flight)."""
@@ -593,6 +601,17 @@ class Session:
             self._rollover_due = False
             log.info("rolling the session over to a new socket (max_session_duration)")
             await self._roll_over()
+
+    def _report_audio_misaligned(self, dropped: int, where: str) -> None:
+        fmt = self.config.input_format
+        self._dispatcher.publish(
+            ev.Error(
+                code="audio_misaligned",
+                message=f"caller audio ended on an incomplete sample at {where}: {dropped} byte(s) dropped "
+                f"({fmt.type} samples are {2 if fmt.type == 'audio/pcm' else 1} bytes)",
+                source="local",
+            )
+        )
 
     def _report_audio_drop(self, in_episode: int) -> None:
         if in_episode == 1:  # report the first drop of each hold (each outage)

@@ -1,0 +1,147 @@
+"""Wrong data at the edges: bytes, values and text that are not what they claim.
+
+Each section is one class, tried in several variations against a real peer on
+127.0.0.1 (or the pure layer where the fault lives): odd PCM byte counts and
+wrong argument types for ``send_audio``; tool outcomes that are not one valid
+JSON output; tool outputs and items too large for the server; text that UTF-8
+cannot carry (lone surrogates) from the server, a tool or the application;
+JSON nested too deep to parse or record. Configuration values are checked in
+``tests/protocol/test_config.py`` (they fail at construction, before any peer).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+
+import engine
+from engine.events import Error
+from tests.actors.helpers import decoded_appends, make_session, round_trip
+from tests.actors.peer import Peer, running_peer
+
+pytestmark = pytest.mark.anyio
+
+MANUAL = engine.SessionConfig(instructions="be brief", turn_detection=None)
+
+
+def errors(seen: list[Any], code: str) -> list[Error]:
+    """The ``Error`` events of ``code`` among ``seen``."""
+    return [e for e in seen if isinstance(e, Error) and e.code == code]
+
+
+async def _turns(
+    peer: Peer, config: engine.SessionConfig, turns: list[list[bytes]], cut: str = "commit"
+) -> list[Any]:
+    """Send each turn's pieces, ``cut`` between turns (commit, clear or pause), commit the last.
+
+    Returns every event the application saw.
+    """
+    seen: list[Any] = []
+    session = make_session(peer, config)
+    session.on()(seen.append)
+    async with session.connect():
+        for number, turn in enumerate(turns, 1):
+            for piece in turn:
+                await session.send_audio(piece)
+            if number == len(turns) or cut == "commit":
+                await session.commit_audio()
+            elif cut == "clear":
+                await session.clear_audio()
+            else:
+                session.pause_audio_input(True)
+                session.pause_audio_input(False)
+        await round_trip(session, peer)
+    return seen
+
+
+# ---------------------------------------------------------------------- odd PCM byte counts
+
+
+async def test_a_turn_ending_on_half_a_sample_does_not_shift_the_next_turn() -> None:
+    """The stray byte of turn 1 is dropped and reported once; turn 2 arrives sample-aligned."""
+    first, second = bytes(range(1, 8)), bytes(range(0x40, 0x48))  # 7 bytes (3.5 samples), then 8
+    with anyio.fail_after(5):
+        async with running_peer() as peer:
+            seen = await _turns(peer, MANUAL, [[first], [second]])
+    sent = decoded_appends(peer)
+    assert sent == [first[:6], second]  # before the fix: [first[:6], b"\x07" + second[:7]] (shifted)
+    assert all(len(chunk) % 2 == 0 for chunk in sent)
+    (report,) = errors(seen, "audio_misaligned")
+    assert report.source == "local" and not report.fatal
+    assert "1 byte" in report.message
+
+
+async def test_half_samples_across_calls_are_joined_and_not_reported() -> None:
+    """Odd pieces inside one turn are fine (a file read in odd blocks): only a turn's end must be whole."""
+    pcm = bytes(i % 251 for i in range(6001))  # odd pieces, an even total
+    pieces = [pcm[:1], pcm[1:2882], pcm[2882:5763], pcm[5763:], b"\x00"]
+    with anyio.fail_after(5):
+        async with running_peer() as peer:
+            seen = await _turns(peer, MANUAL, [pieces])
+    assert b"".join(decoded_appends(peer)) == pcm + b"\x00"
+    assert errors(seen, "audio_misaligned") == []
+
+
+async def test_each_misaligned_turn_is_reported_once_not_per_chunk() -> None:
+    """Three turns of many odd chunks, each ending on a half sample: three reports, every append aligned."""
+    turn = [bytes(2881)] * 5  # 14,405 bytes: five chunks' worth plus a stray byte
+    with anyio.fail_after(5):
+        async with running_peer() as peer:
+            seen = await _turns(peer, MANUAL, [turn, turn, turn])
+    assert len(errors(seen, "audio_misaligned")) == 3
+    assert all(len(chunk) % 2 == 0 for chunk in decoded_appends(peer))
+    assert sum(map(len, decoded_appends(peer))) == 3 * 14_404
+
+
+async def test_a_pause_cuts_the_stream_and_drops_the_half_sample() -> None:
+    """A stray byte before a pause must not be completed by the first byte after it."""
+    with anyio.fail_after(5):
+        async with running_peer() as peer:
+            seen = await _turns(peer, MANUAL, [[b"\x01\x02\x03"], [b"\x10\x20"]], cut="pause")
+    assert b"".join(decoded_appends(peer)) == b"\x01\x02\x10\x20"
+    assert len(errors(seen, "audio_misaligned")) == 1
+
+
+async def test_clear_discards_the_unsent_tail_with_the_turn() -> None:
+    """Audio buffered but not yet sent belongs to the cleared turn: it never starts the next one."""
+    with anyio.fail_after(5):
+        async with running_peer() as peer:
+            await _turns(peer, MANUAL, [[b"\x01\x02\x03"], [b"\x10\x20"]], cut="clear")
+    assert b"".join(decoded_appends(peer)) == b"\x10\x20"
+
+
+@pytest.mark.parametrize("kind", ["audio/pcmu", "audio/pcma"])
+async def test_g711_has_one_byte_samples_and_no_stray_byte(kind: str) -> None:
+    """G.711 samples are one byte: an odd turn is whole, kept in full, and not reported."""
+    fmt = engine.AudioFormat(type=kind)
+    config = engine.SessionConfig(turn_detection=None, input_format=fmt, output_format=fmt)
+    with anyio.fail_after(5):
+        async with running_peer() as peer:
+            seen = await _turns(peer, config, [[b"\x01\x02\x03"], [b"\x04"]])
+    assert decoded_appends(peer) == [b"\x01\x02\x03", b"\x04"]
+    assert errors(seen, "audio_misaligned") == []
+
+
+# ---------------------------------------------------------------------- wrong argument types
+
+
+@pytest.mark.parametrize("value", [None, "", "pcm", 0, 123, [1, 2], object()])
+async def test_send_audio_refuses_what_is_not_bytes(value: Any) -> None:
+    """None, str and other types are a TypeError at the call, and nothing is sent."""
+    with anyio.fail_after(5):
+        async with running_peer() as peer:
+            session = make_session(peer, MANUAL)
+            async with session.connect():
+                with pytest.raises(TypeError, match="send_audio"):
+                    await session.send_audio(value)
+                session.pause_audio_input(True)  # refused while paused too: a wrong call is wrong anyway
+                with pytest.raises(TypeError, match="send_audio"):
+                    await session.send_audio(value)
+                session.pause_audio_input(False)
+                await session.send_audio(bytearray(b"\x01\x02"))
+                await session.send_audio(memoryview(b"\x03\x04"))
+                await session.commit_audio()
+                await round_trip(session, peer)
+    assert decoded_appends(peer) == [b"\x01\x02\x03\x04"]
