@@ -39,9 +39,11 @@ if TYPE_CHECKING:
     from engine.actors.session import Session
     from engine.actors.settings import SessionSettings
     from engine.core.reconnect import ReconnectPolicy
+    from engine.gateway.agent import Agent
     from engine.transports.base import TransportSettings
 
 _LAZY = {
+    "Agent": "engine.gateway.agent",
     "Session": "engine.actors.session",
     "SessionSettings": "engine.actors.settings",
     "ReconnectPolicy": "engine.core.reconnect",
@@ -66,6 +68,7 @@ def diagram() -> str:
 
 
 __all__ = [
+    "Agent",
     "AudioFormat",
     "ConfigError",
     "ConnectionClosed",
