@@ -29,8 +29,11 @@ class ProtocolError(EngineError):
 
     Raised by :func:`engine.protocol.decode` for malformed JSON, a message that
     is not an object, or a field of the wrong type. ``raw`` holds the offending
-    text, clipped to a few hundred characters so logs stay readable.
+    text, clipped to a few hundred characters so logs stay readable. ``code``
+    is the ``Error`` event code the session reports it under.
     """
+
+    code = "protocol_error"
 
     def __init__(self, message: str, raw: str = "") -> None:
         super().__init__(message)
@@ -53,6 +56,17 @@ class SessionClosed(EngineError):
 
 class TransportError(EngineError):
     """The transport failed (connect, send or receive)."""
+
+
+class BinaryFrameError(ProtocolError, TransportError):
+    """The server sent a binary frame that is not UTF-8 text; realtime APIs speak JSON in text frames.
+
+    Raised by a transport's ``receive``; the connection stays open, and the
+    session reports it as a non-fatal ``Error`` (``binary_frame``) and reads on.
+    It is a :class:`TransportError` too, for code that reads a socket directly.
+    """
+
+    code = "binary_frame"
 
 
 class HandshakeError(TransportError):

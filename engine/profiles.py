@@ -29,6 +29,11 @@ class Profile:
         modality_combinations: accepted ``output_modalities`` values.
         sample_rates: accepted PCM rates.
         extensions: session fields beyond GA the service accepts (wire names); others are not sent.
+        server_close_reconnects: a close the server starts, clean (1000, 1001) or not, is
+            reconnected and the conversation restored (subject to the reconnect policy's
+            storm protection). A server-side session expiry or restart is not the
+            caller hanging up, and a call must not go silent because the server closed
+            politely. ``False``: a clean close by the server ends the session.
     """
 
     name: str
@@ -39,6 +44,7 @@ class Profile:
     modality_combinations: tuple[tuple[str, ...], ...] = (("audio",), ("text",))
     sample_rates: tuple[int, ...] = (24000,)
     extensions: tuple[str, ...] = ()
+    server_close_reconnects: bool = True
 
     def core_options(self) -> CoreOptions:
         """The protocol facts the pure core needs."""
@@ -82,6 +88,7 @@ INWORLD = Profile(
     modality_combinations=(("audio",), ("text",), ("audio", "text"), ("text", "audio")),
     sample_rates=PCM_RATES,
     extensions=("temperature", "audio.output.model", "providerData"),
+    server_close_reconnects=True,  # the server ends sessions on its own (expiry, restarts)
 )
 
 OPENAI = Profile(
@@ -92,4 +99,5 @@ OPENAI = Profile(
     voice_locked_after_audio=True,  # "cannot update a conversation's voice if assistant audio is present"
     modality_combinations=(("audio",), ("text",)),
     sample_rates=(24000,),
+    server_close_reconnects=True,  # sessions have a maximum duration; the call goes on past it
 )

@@ -2,8 +2,10 @@
 
 A provider turns an API key into a URL and headers for one connection, fills
 in its defaults for unset configuration, and states the facts the core needs
-(:class:`~engine.core.conversation.CoreOptions`). The key is wrapped in
-:class:`Secret`, whose ``repr`` and ``str`` never show it.
+(:class:`~engine.core.conversation.CoreOptions`). The key is checked for what
+an HTTP header can carry and wrapped in :class:`Secret`, whose ``repr`` and
+``str`` never show it and which :mod:`engine.redaction` hides wherever a peer
+could echo it.
 """
 
 from __future__ import annotations
@@ -16,39 +18,38 @@ import attrs
 
 from engine.core.conversation import CoreOptions
 from engine.profiles import INWORLD, OPENAI, Profile
-from engine.protocol.config import SessionConfig, Transcription
+from engine.protocol.config import ConfigError, SessionConfig, Transcription
+from engine.redaction import Secret, install_log_redaction, transient_secret
+
+__all__ = ["INWORLD_URL", "OPENAI_URL", "Inworld", "OpenAI", "Provider", "Secret"]
 
 INWORLD_URL = "wss://api.inworld.ai/api/v1/realtime/session"
 OPENAI_URL = "wss://api.openai.com/v1/realtime"
 
 
-class Secret:
-    """A credential that hides itself from ``repr``, ``str``, logs and tracebacks."""
+def _api_key(value: str | Secret) -> Secret:
+    """The key as a :class:`Secret`, refused if it cannot go in an HTTP header as it is.
 
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str | Secret) -> None:
-        self._value = value.reveal() if isinstance(value, Secret) else value
-        if not isinstance(self._value, str) or not self._value:
-            raise ValueError("an API key must be a non-empty string")
-
-    def reveal(self) -> str:
-        """The secret itself; only for building the ``Authorization`` header."""
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-    def __reduce__(self) -> Any:
-        raise TypeError("a Secret cannot be pickled")
+    A CR or LF could inject a header, and control or non-ASCII characters are
+    refused by (and then logged by) the WebSocket libraries; the message says
+    which character is wrong and where, never the key.
+    """
+    secret = Secret(value)
+    for position, char in enumerate(secret.reveal(), start=1):
+        if not "!" <= char <= "~":
+            if char in "\r\n":
+                kind = "a line break (CR or LF), which could inject a header"
+            elif char.isspace():
+                kind = "whitespace"
+            elif not char.isascii():
+                kind = "a non-ASCII character"
+            else:
+                kind = "a control character"
+            raise ConfigError(
+                "api_key", f"character {position} is {kind}; a key must be printable ASCII (key not shown)"
+            )
+    install_log_redaction()
+    return secret
 
 
 def _join(url: str, query: dict[str, str]) -> str:
@@ -92,7 +93,7 @@ class Inworld:
         sdk_name: reported in ``providerData.metadata.sdk``.
     """
 
-    api_key: Secret = attrs.field(converter=Secret)
+    api_key: Secret = attrs.field(converter=_api_key)
     url: str = INWORLD_URL
     auth: Literal["basic", "bearer"] = attrs.field(default="basic")
     sdk_name: str = "engine"
@@ -106,7 +107,7 @@ class Inworld:
 
     def endpoint(self) -> tuple[str, dict[str, str]]:
         """A fresh session key on every connect, as the service expects (protocol.md §1.1)."""
-        query = {"key": f"engine-realtime-{uuid.uuid4().hex}", "protocol": "realtime"}
+        query = {"key": transient_secret(f"engine-realtime-{uuid.uuid4().hex}"), "protocol": "realtime"}
         return _join(self.url, query), {"Authorization": f"{self.auth.capitalize()} {self.api_key.reveal()}"}
 
     def prepare(self, config: SessionConfig) -> SessionConfig:
@@ -141,7 +142,7 @@ class OpenAI:
         url: the endpoint; point it at a local server for tests.
     """
 
-    api_key: Secret = attrs.field(converter=Secret)
+    api_key: Secret = attrs.field(converter=_api_key)
     model: str = "gpt-realtime-2.1"
     url: str = OPENAI_URL
     name: str = attrs.field(default="openai", init=False)

@@ -19,6 +19,7 @@ never answers the close handshake, and wakes every waiter.
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -49,6 +50,7 @@ from engine.protocol.config import SessionConfig
 from engine.protocol.items import Item
 from engine.providers import Provider
 from engine.record import Recorder, RecordingConversation
+from engine.redaction import redact
 from engine.tools import Tool
 from engine.transports.base import Connector, Transport
 from engine.transports.urls import redact_url
@@ -56,6 +58,8 @@ from engine.transports.urls import redact_url
 log = logging.getLogger(__name__)
 
 ROLLOVER_TIMER = "session_rollover"
+ROLL_OVER_CODES = frozenset({"session_expired"})
+"""Server error codes that end the server's session, not the call: the session reconnects and restores."""
 _STREAMED = frozenset({ev.AudioOut, ev.AssistantTranscript, ev.AssistantText, ev.UserTranscript})
 
 E = TypeVar("E")
@@ -117,6 +121,8 @@ class Session:
         self._rollover = False
         self._rollover_due = False
         self._attempt = 0
+        self._ready_at: float | None = None  # when the current socket became ready
+        self._ready_scope: anyio.CancelScope | None = None  # the ready deadline of a reconnect socket
         self._sleep: Callable[[float], Awaitable[None]] = anyio.sleep
         self._random: Callable[[], float] = random.random
 
@@ -291,12 +297,21 @@ class Session:
         return connect(url, headers, self.settings.transport)
 
     async def _connection_loop(self) -> None:
-        """Open sockets until the session closes: connect, run, and on a drop back off and restore."""
+        """Open sockets until the session closes: connect, run, and on a drop back off and restore.
+
+        ``attempt`` counts the current failure run: only a socket that stayed ready
+        for the policy's ``healthy_after`` ends it, so a server that drops every
+        session right after it is ready backs off and is given up on like one that
+        refuses to connect. A planned rollover is not a failure.
+        """
+        policy = self.settings.reconnect
         attempt = 0
+        ready_drops = 0  # sockets of this run that reached ready, then died within healthy_after
         while not self._closing:
             error: BaseException | None = None
             planned = False
             self._ready_on_socket = False
+            self._ready_at = None
             try:
                 async with self._open_transport() as transport:
                     planned = await self._run_socket(transport)
@@ -304,15 +319,22 @@ class Session:
                 error = exc
             if self._closing:
                 return
-            if self._ready_on_socket:
-                attempt = 0  # this socket worked; a new run of failures starts
-            attempt += 1
+            error = error or self._drop_reason
+            uptime = None if self._ready_at is None else anyio.current_time() - self._ready_at
+            if planned:
+                attempt, ready_drops = 1, 0
+            else:
+                healthy = uptime is not None and uptime >= policy.healthy_after
+                attempt = policy.next_attempt(attempt, uptime)
+                ready_drops = 0 if healthy else ready_drops + (uptime is not None)
             assert self._conv is not None
             await self._apply(self._conv.connection_lost())
+            if not planned and self._ends_session(error):
+                await self._shutdown(f"the server closed the session: {error}", abort=True)
+                return
             delay = 0.0
             if not planned:
-                error = error or self._drop_reason
-                decision = self.settings.reconnect.decide(attempt, error, self._random())
+                decision = policy.decide(attempt, error, self._random(), ready_drops=ready_drops)
                 if decision.delay is None:
                     await self._fail(decision.reason, error)
                     return
@@ -322,31 +344,65 @@ class Session:
             self._attempt = attempt
             await self._sleep(delay)
 
+    def _ends_session(self, error: BaseException | None) -> bool:
+        """True when the server closed cleanly and the provider's profile says that ends the session."""
+        return (
+            isinstance(error, ConnectionClosed)
+            and error.clean
+            and not self.provider.profile.server_close_reconnects
+        )
+
     async def _run_socket(self, transport: Transport) -> bool:
-        """Serve one socket until it drops; True if we closed it on purpose (rollover)."""
+        """Serve one socket until it drops; True if we closed it on purpose (rollover).
+
+        A socket opened to reconnect must become ready within ``ready_timeout``
+        (the first one is bounded by ``connect()`` itself); one that does not is
+        dropped and counts as a failed attempt, so a server that accepts sockets
+        but never answers cannot hold the session in ``reconnecting``.
+        """
         assert self._audio is not None and self._conv is not None
         self._transport = transport
         self._ready_on_socket = False
         self._rollover = False
         outbox = self._outbox = Outbox(self.settings.outbox_size)  # nothing for a dead socket survives
         self._audio.outbox = outbox
+        timeout = self.settings.ready_timeout
+        deadline = anyio.current_time() + timeout if self._ready.is_set() else math.inf
         try:
             async with anyio.create_task_group() as socket_tg:
                 socket_tg.start_soon(run_writer, outbox, transport, name="socket writer")
-                await self._apply(self._conv.connection_opened())
-                await self._read_loop(transport)
+                with anyio.CancelScope(deadline=deadline) as scope:
+                    self._ready_scope = scope
+                    await self._apply(self._conv.connection_opened())
+                    await self._read_loop(transport)
+                self._ready_scope = None
+                if scope.cancelled_caught:
+                    log.warning("the new socket was not ready within %ss: dropping it", timeout)
+                    self._drop_reason = TransportError(
+                        f"the server did not make the session ready within {timeout:g}s"
+                    )
                 socket_tg.cancel_scope.cancel()
         finally:
             outbox.close_all()
         return self._rollover
 
     async def _fail(self, reason: str, error: BaseException | None) -> None:
+        reason = redact(reason)
         log.error("giving up the session: %s", reason)
         self._fatal = ev.Error(code="connection_failed", message=reason, fatal=True, source="server")
         self._dispatcher.publish(self._fatal)
         if error is not None and not self._ready.is_set():
             self._failure = error  # connect() raises the original error (e.g. HandshakeError 401)
         await self._shutdown(reason, abort=True)
+
+    async def _expire(self, code: str) -> None:
+        """The server says the session is over (``session_expired``): drop the socket and restore.
+
+        Not a planned rollover: it counts toward the failure run, so a server that
+        expires every session at once is given up on, not reconnected forever.
+        """
+        if self._transport is not None and not self._closing:
+            await self._transport.aclose(1000, code)
 
     async def _abort(self, reason: str) -> None:
         await self._shutdown(reason, abort=True)
@@ -376,6 +432,7 @@ class Session:
             await self._closed.wait()
             return
         self._closing = True
+        reason = redact(reason)
         # Bounded by close_timeout; a caller that gives up on close() must not leave it half done
         # (every later close() and the exit of connect() wait for _closed).
         with anyio.CancelScope(shield=True):
@@ -504,6 +561,9 @@ class Session:
         while True:
             try:
                 text = await receive()
+            except ProtocolError as exc:  # a frame that is not text (BinaryFrameError): report, read on
+                await self._apply(conv.protocol_error(str(exc), exc.code))
+                continue
             except (ConnectionClosed, TransportError) as exc:
                 if not self._closing and not self._rollover:
                     log.warning("socket lost: %s", exc)
@@ -529,6 +589,10 @@ class Session:
         for effect in effects:
             if isinstance(effect, fx.Emit):
                 event = effect.event
+                if type(event) is ev.Error:  # its message may echo what a peer sent: the key, too
+                    event = _redacted(event)
+                    if event.code in ROLL_OVER_CODES and not event.fatal and self._tg is not None:
+                        self._tg.start_soon(self._expire, event.code)
                 self._dispatcher.publish(event)
                 if isinstance(event, ev.SessionReady):
                     self._on_ready()
@@ -549,6 +613,9 @@ class Session:
 
     def _on_ready(self) -> None:
         self._ready_on_socket = True
+        self._ready_at = anyio.current_time()
+        if self._ready_scope is not None:
+            self._ready_scope.deadline = math.inf  # the socket made it: no ready deadline any more
         if self._ready.is_set():
             self._dispatcher.publish(ev.Reconnected(attempt=self._attempt))
         self._ready.set()
@@ -654,6 +721,11 @@ def to_item(entry: Item | Mapping[str, Any]) -> Item:
     if role not in makers:
         raise ValueError(f"history entry role must be user, assistant or system, got {role!r}")
     return makers[role](content)
+
+
+def _redacted(event: ev.Error) -> ev.Error:
+    message = redact(event.message)
+    return event if message == event.message else attrs.evolve(event, message=message)
 
 
 def _unwrap(group: BaseExceptionGroup[Any]) -> BaseException:

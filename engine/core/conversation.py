@@ -79,7 +79,8 @@ log = logging.getLogger(__name__)
 
 BENIGN_ERRORS = frozenset({"response_cancel_not_active", "conversation_already_has_active_response"})
 FATAL_ERROR_TYPES = frozenset({"authentication_error", "permission_error"})
-FATAL_ERROR_CODES = frozenset({"invalid_api_key", "session_expired", "insufficient_quota"})
+FATAL_ERROR_CODES = frozenset({"invalid_api_key", "insufficient_quota"})
+# session_expired is not fatal: the server's session ended, not the call (the session rolls over).
 
 LOST_TURN_NOTE = (
     "The connection was interrupted and the user's last words were lost before they were heard. "

@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 
 import sniffio
 
+from engine.redaction import install_log_redaction
 from engine.transports.base import Connector, ServerApp, Transport, TransportSettings
 from engine.transports.memory import MemoryConnector, MemoryRequest, MemoryTransport, memory_pair
 from engine.transports.urls import check_url, redact_headers, redact_url
@@ -64,6 +65,7 @@ async def connect(
         from engine.transports import asyncio_ws as backend  # type: ignore[no-redef]
     else:
         raise RuntimeError(f"unsupported async library: {library}")
+    install_log_redaction()  # the backend's loggers exist now
     async with backend.connect(url, headers, settings) as transport:
         logger.debug("connected to %s", redact_url(url))
         yield transport

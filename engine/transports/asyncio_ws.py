@@ -31,10 +31,12 @@ from websockets.exceptions import (
 from websockets.protocol import State
 
 from engine.errors import HandshakeError, TransportError
-from engine.transports.base import HUNG_UP, TransportSettings, as_text, closed, refused, timed_out
+from engine.redaction import redact
+from engine.transports.base import HUNG_UP, TransportSettings, as_text, cause_of, closed, refused, timed_out
 from engine.transports.urls import redact_headers, redact_url
 
 logger = logging.getLogger(__name__)
+_WS_LOGGER = logging.getLogger("websockets.client")  # created at import, so redaction finds it
 
 
 def map_error(exc: BaseException) -> BaseException:
@@ -48,15 +50,16 @@ def map_error(exc: BaseException) -> BaseException:
         frame = exc.rcvd or exc.sent
         return closed(None) if frame is None else closed(frame.code, frame.reason)
     if isinstance(exc, InvalidStatus):
-        return refused(exc.response.status_code)
+        body = exc.response.body or b""
+        return refused(exc.response.status_code, body.decode("utf-8", "replace"))
     if isinstance(exc, InvalidMessage) and isinstance(exc.__cause__, EOFError):
         return TransportError(HUNG_UP)  # not a refusal: a retry may well succeed
     if isinstance(exc, InvalidHandshake):
-        return HandshakeError(f"WebSocket handshake failed: {exc}")
+        return HandshakeError(f"WebSocket handshake failed: {redact(str(exc))}")
     if isinstance(exc, InvalidURI):
         return ValueError("invalid WebSocket URL")  # the message would repeat the URL
     if isinstance(exc, OSError | WebSocketException):
-        return TransportError(f"socket error: {exc!r}")
+        return TransportError(f"socket error: {redact(repr(exc))}")
     return exc
 
 
@@ -76,14 +79,14 @@ class AsyncioTransport:
         try:
             await self._ws.send(text)
         except WebSocketException as exc:
-            raise map_error(exc) from exc
+            raise map_error(exc) from cause_of(exc)
 
     async def receive(self) -> str:
         """Wait for the next message; a binary frame is decoded as UTF-8 (see ``as_text``)."""
         try:
             message = await self._ws.recv()
         except WebSocketException as exc:
-            raise map_error(exc) from exc
+            raise map_error(exc) from cause_of(exc)
         return as_text(message)
 
     async def aclose(self, code: int = 1000, reason: str = "") -> None:
@@ -149,13 +152,13 @@ async def connect(
             url,
             additional_headers=dict(headers),
             proxy=None,
-            logger=RedactingLogger(logging.getLogger("websockets.client")),
+            logger=RedactingLogger(_WS_LOGGER),
             **ws_options(settings),
         )
     except TimeoutError:
         raise timed_out(settings) from None
     except (OSError, WebSocketException) as exc:
-        raise map_error(exc) from exc
+        raise map_error(exc) from cause_of(exc)
     transport = AsyncioTransport(ws, settings)
     try:
         yield transport

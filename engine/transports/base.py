@@ -8,29 +8,65 @@ the edge, and nowhere else.
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 import attrs
 
-from engine.errors import ConnectionClosed, HandshakeError, TransportError
+from engine.errors import BinaryFrameError, ConnectionClosed, HandshakeError, TransportError, clip
+from engine.redaction import contains_secret, redact
 
 HUNG_UP = "the server closed the connection before answering the WebSocket upgrade"
 """The message of the :class:`~engine.errors.TransportError` both socket transports raise then."""
 
 
+CLOSE_CODES = {
+    1000: "normal closure",
+    1001: "going away",
+    1002: "protocol error",
+    1003: "unsupported data",
+    1006: "no close frame",
+    1007: "invalid data",
+    1008: "policy violation",
+    1009: "message too big",
+    1011: "server error",
+    1012: "service restart",
+    1013: "try again later",
+}
+"""What the registered close codes mean (RFC 6455 section 7.4.1), for messages."""
+
+
 def closed(code: int | None, reason: str = "") -> ConnectionClosed:
-    """The error for a closed socket: the close frame's code and reason, or 1006 when none came."""
+    """The error for a closed socket: the close frame's code and reason, or 1006 when none came.
+
+    The reason comes from the peer, so it is redacted (a server may echo the key).
+    """
     if code is None:
         return ConnectionClosed("connection closed without a close frame", 1006)
-    return ConnectionClosed(f"connection closed with code {code}", code, reason)
+    reason = redact(reason)
+    meaning = CLOSE_CODES.get(code)
+    text = f"connection closed with code {code}" + (f" ({meaning})" if meaning else "")
+    if reason:
+        text += f": {clip(reason, 123)}"  # a close reason is at most 123 bytes
+    return ConnectionClosed(text, code, reason)
 
 
 def refused(status: int, body: str = "") -> HandshakeError:
     """The error for an upgrade the server answered with an HTTP error."""
-    detail = f" {body}" if body else ""
+    detail = f" {clip(redact(body), 200)}" if body else ""
     return HandshakeError(f"server refused the WebSocket handshake: HTTP {status}{detail}", status)
+
+
+def cause_of(exc: BaseException) -> BaseException | None:
+    """``exc`` as the cause of the mapped error, or ``None`` when its text holds a secret.
+
+    A foreign exception chained under ours would print whatever its library put
+    in its message (a header value, a server's echo of the key) in every traceback.
+    """
+    text = "".join(traceback.format_exception(exc))
+    return None if contains_secret(text) else exc
 
 
 def timed_out(settings: TransportSettings) -> TransportError:
@@ -108,17 +144,17 @@ class ServerApp(Protocol):
         ...
 
 
-def as_text(message: str | bytes) -> str:
+def as_text(message: str | bytes | bytearray | memoryview) -> str:
     """Return a received message as text.
 
     Realtime APIs speak JSON in text frames, but some servers put the same JSON
     in binary frames, so a binary frame is decoded as UTF-8 rather than refused;
-    one that is not valid UTF-8 raises :class:`~engine.errors.TransportError`
+    one that is not valid UTF-8 raises :class:`~engine.errors.BinaryFrameError`
     (the connection stays open: the caller decides whether to close it).
     """
     if isinstance(message, str):
         return message
     try:
-        return message.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise TransportError(f"binary frame of {len(message)} bytes is not UTF-8 text") from exc
+        return bytes(message).decode("utf-8")
+    except UnicodeDecodeError:
+        raise BinaryFrameError(f"binary frame of {len(message)} bytes is not UTF-8 text") from None

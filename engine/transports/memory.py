@@ -24,7 +24,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from engine.errors import ConnectionClosed, TransportError
 from engine.transports._serving import RequestHeaders, check_handshake, run_app
-from engine.transports.base import ServerApp, TransportSettings, closed, refused, timed_out
+from engine.transports.base import ServerApp, TransportSettings, as_text, closed, refused, timed_out
 
 _YIELD_EVERY = 16
 """Messages a busy end passes before it yields to the scheduler anyway."""
@@ -38,7 +38,9 @@ class MemoryTransport:
     closing end's code and reason. Either end's ``send`` after a close raises it too.
     """
 
-    def __init__(self, send: MemoryObjectSendStream[str], receive: MemoryObjectReceiveStream[str]) -> None:
+    def __init__(
+        self, send: MemoryObjectSendStream[str | bytes], receive: MemoryObjectReceiveStream[str | bytes]
+    ) -> None:
         self._send = send
         self._receive = receive
         self._close: tuple[int, str] | None = None
@@ -51,8 +53,8 @@ class MemoryTransport:
         """The code of the close that ended this link, or ``None`` while open."""
         return self._close[0] if self._close is not None else None
 
-    async def send(self, text: str) -> None:
-        """Send one text message, waiting while the buffer is full."""
+    async def send(self, text: str | bytes) -> None:
+        """Send one text message (``bytes``: a binary frame), waiting while the buffer is full."""
         try:
             # Like a socket write with room in the buffer: no task switch, except
             # one every few messages so a fast sender still lets others run.
@@ -68,17 +70,19 @@ class MemoryTransport:
             raise self._closed() from None
 
     async def receive(self) -> str:
-        """Wait for the next message."""
+        """Wait for the next message; a binary frame is decoded as UTF-8 (see ``as_text``)."""
         try:
             self._received += 1
             if self._received % _YIELD_EVERY:
                 try:
-                    return self._receive.receive_nowait()
+                    message = self._receive.receive_nowait()
                 except anyio.WouldBlock:
-                    pass
-            return await self._receive.receive()
+                    message = await self._receive.receive()
+            else:
+                message = await self._receive.receive()
         except (anyio.ClosedResourceError, anyio.EndOfStream):
             raise self._closed() from None
+        return message if type(message) is str else as_text(message)
 
     async def aclose(self, code: int = 1000, reason: str = "") -> None:
         """Close both directions, telling the other end ``code`` and ``reason``. Never raises."""
@@ -99,8 +103,8 @@ def memory_pair(max_buffer: float = 16) -> tuple[MemoryTransport, MemoryTranspor
     ``max_buffer=0`` makes every send wait for the matching receive;
     ``math.inf`` never blocks (use only where the reader is known to keep up).
     """
-    to_server_send, to_server_receive = anyio.create_memory_object_stream[str](max_buffer)
-    to_client_send, to_client_receive = anyio.create_memory_object_stream[str](max_buffer)
+    to_server_send, to_server_receive = anyio.create_memory_object_stream[str | bytes](max_buffer)
+    to_client_send, to_client_receive = anyio.create_memory_object_stream[str | bytes](max_buffer)
     client = MemoryTransport(to_server_send, to_client_receive)
     server = MemoryTransport(to_client_send, to_server_receive)
     client._peer, server._peer = server, client

@@ -30,11 +30,22 @@ from contextlib import asynccontextmanager
 from typing import Any, NoReturn, cast
 from urllib.parse import urlsplit
 
+import h11
 import trio
 import trio_websocket as tw
+import wsproto.utilities
 
-from engine.errors import ConnectionClosed, HandshakeError, TransportError, leaves
-from engine.transports.base import HUNG_UP, TransportSettings, as_text, closed, refused, timed_out
+from engine.errors import ConnectionClosed, EngineError, HandshakeError, TransportError, leaves
+from engine.redaction import redact
+from engine.transports.base import (
+    HUNG_UP,
+    TransportSettings,
+    as_text,
+    cause_of,
+    closed,
+    refused,
+    timed_out,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -50,22 +61,40 @@ KEEPALIVE_FAILURE = (1011, "keepalive ping timeout")
 _Stream = trio.SocketStream | trio.SSLStream[trio.SocketStream]
 
 
-def map_error(exc: BaseException) -> BaseException:
-    """Translate a trio-websocket, trio or socket exception into :mod:`engine.errors`.
+def map_error(exc: BaseException, *, handshake: bool = False) -> BaseException:
+    """Translate a trio-websocket, trio, wsproto, h11 or socket exception into :mod:`engine.errors`.
 
-    Anything else (the caller's own exceptions, cancellation) comes back unchanged.
+    With ``handshake`` (the upgrade is not complete, so no caller code has run)
+    every other ``Exception`` is foreign too and becomes a ``HandshakeError``;
+    otherwise anything else (the caller's own exceptions, cancellation) comes
+    back unchanged. Messages are redacted: a server may echo the key.
     """
     if isinstance(exc, tw.ConnectionRejected):
-        return refused(int(exc.status_code))
+        return refused(int(exc.status_code), _body(exc.body))
     if isinstance(exc, tw.ConnectionClosed):
         return _closed_error(exc.reason)
     if isinstance(exc, tw.HandshakeError):
-        return HandshakeError(f"WebSocket handshake failed: {exc!r}")
+        return HandshakeError(f"WebSocket handshake failed: {redact(repr(exc))}")
+    if isinstance(exc, h11.ProtocolError | wsproto.utilities.ProtocolError):
+        # A garbled answer to the upgrade: trio-websocket's reader then fails inside h11.
+        if handshake:
+            return HandshakeError(f"the server's answer is not a valid WebSocket upgrade ({_named(exc)})")
+        return TransportError(f"WebSocket protocol error ({_named(exc)})")
     if isinstance(exc, trio.BrokenResourceError) and isinstance(exc.__cause__, ssl.SSLError):
         return TransportError(f"TLS handshake failed: {exc.__cause__}")
     if isinstance(exc, trio.BrokenResourceError | trio.ClosedResourceError | OSError):
-        return TransportError(f"socket error: {exc!r}")
+        return TransportError(f"socket error: {redact(repr(exc))}")
+    if handshake and isinstance(exc, Exception) and not isinstance(exc, EngineError | ValueError):
+        return HandshakeError(f"WebSocket handshake failed ({_named(exc)})")
     return exc
+
+
+def _named(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {redact(str(exc))}"
+
+
+def _body(body: bytes | None) -> str:
+    return body.decode("utf-8", "replace") if body else ""
 
 
 class TrioTransport:
@@ -87,14 +116,14 @@ class TrioTransport:
         try:
             await self._ws.send_message(text)
         except tw.ConnectionClosed as exc:
-            raise self._closed(exc) from exc
+            raise self._closed(exc) from cause_of(exc)
 
     async def receive(self) -> str:
         """Wait for the next message; a binary frame is decoded as UTF-8 (see ``as_text``)."""
         try:
             message = await self._ws.get_message()
         except tw.ConnectionClosed as exc:
-            raise self._closed(exc) from exc
+            raise self._closed(exc) from cause_of(exc)
         return as_text(message)
 
     async def aclose(self, code: int = 1000, reason: str = "") -> None:
@@ -156,6 +185,7 @@ async def connect(
         HandshakeError: the server answered the upgrade with an HTTP error.
         TransportError: DNS, TCP or TLS failure, or ``connect_timeout`` expired.
     """
+    transport: TrioTransport | None = None
     try:
         async with trio.open_nursery() as nursery:
             ws, stream = await _open(nursery, url, headers, settings)
@@ -169,7 +199,7 @@ async def connect(
                 await trio.aclose_forcefully(stream)
                 nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
-        _raise_one(group)
+        _raise_one(group, handshake=transport is None)
 
 
 async def _open(
@@ -206,7 +236,7 @@ async def _open(
     except trio.TooSlowError:
         raise timed_out(settings) from None
     except (OSError, trio.BrokenResourceError) as exc:
-        raise map_error(exc) from exc
+        raise map_error(exc) from cause_of(exc)
 
 
 class _Watched(trio.abc.Stream):
@@ -270,7 +300,7 @@ def _host_header(host: str, port: int, secure: bool) -> str:
     return host if port == (443 if secure else 80) else f"{host}:{port}"
 
 
-def _raise_one(group: BaseExceptionGroup[BaseException]) -> NoReturn:
+def _raise_one(group: BaseExceptionGroup[BaseException], *, handshake: bool = False) -> NoReturn:
     """Re-raise the one meaningful exception of a nursery's group, mapped.
 
     The nursery wraps everything (the caller's own exception included); no
@@ -279,10 +309,12 @@ def _raise_one(group: BaseExceptionGroup[BaseException]) -> NoReturn:
     """
     found = leaves(group)
     real = [exc for exc in found if not isinstance(exc, trio.Cancelled)]
-    chosen = next((e for e in real if map_error(e) is e), real[0]) if real else found[0]
-    mapped = map_error(chosen)
+    chosen = (
+        next((e for e in real if map_error(e, handshake=handshake) is e), real[0]) if real else found[0]
+    )
+    mapped = map_error(chosen, handshake=handshake)
     if mapped is not chosen:
-        raise mapped from chosen
+        raise mapped from cause_of(chosen)
     context = chosen.__context__
     try:
         raise chosen
