@@ -1,0 +1,1 @@
+"""Tests of the call gateway: carrier dialects, mark ledger, the simulated carrier, the bridge."""
