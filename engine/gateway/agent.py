@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 E = TypeVar("E")
 F = TypeVar("F", bound=Callable[..., Any])
-CallHook = Callable[["Call"], "SessionConfig | None | Awaitable[SessionConfig | None]"]
+CallHook = Callable[["Call"], "SessionConfig | Awaitable[SessionConfig | None] | None"]
 
 
 @attrs.frozen(kw_only=True)

@@ -29,7 +29,7 @@ SHUTTING_DOWN = "gateway shutting down"
 NO_START = "the carrier never started the stream"
 
 
-class Refused(Exception):  # noqa: N818 (a refusal is not an error of ours)
+class Refused(Exception):
     """A call was not admitted; ``reason`` is ``full`` or ``draining``."""
 
     def __init__(self, reason: str) -> None:
@@ -62,7 +62,9 @@ class LiveCall:
 class CallRegistry:
     """The gateway's live calls: admission, states for metrics, the end of each call, draining."""
 
-    def __init__(self, max_calls: int, metrics: GatewayMetrics, *, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, max_calls: int, metrics: GatewayMetrics, *, clock: Callable[[], float] = time.monotonic
+    ):
         if max_calls < 1:
             raise ValueError(f"max_calls must be at least 1, got {max_calls}")
         self.max_calls = max_calls
