@@ -72,3 +72,34 @@ def test_invalid_configuration_is_fatal() -> None:
 def test_negative_settings_are_refused() -> None:
     with pytest.raises(ValueError, match="initial_delay"):
         ReconnectPolicy(initial_delay=-1)
+
+
+def test_only_a_socket_that_stayed_ready_for_healthy_after_starts_a_new_run() -> None:
+    policy = ReconnectPolicy(healthy_after=5.0)
+    assert policy.next_attempt(0, None) == 1  # the first connect failed
+    assert policy.next_attempt(2, None) == 3  # never ready: one more failure
+    assert policy.next_attempt(2, 0.1) == 3  # ready, then dropped at once: one more failure too
+    assert policy.next_attempt(2, 4.99) == 3
+    assert policy.next_attempt(6, 5.0) == 1  # stayed healthy: a new run
+
+
+def test_a_session_dying_right_after_ready_backs_off_then_gives_up_saying_so() -> None:
+    # The schedule the runtime walks through when every socket dies 0.1 s after ready.
+    policy = ReconnectPolicy(max_attempts=3, initial_delay=0.1, jitter=0.0, healthy_after=5.0)
+    drop = ConnectionClosed("connection closed with code 1009 (message too big)", code=1009)
+    attempt, delays = 0, []
+    for ready_drops in range(1, 10):
+        attempt = policy.next_attempt(attempt, 0.1)
+        decision = policy.decide(attempt, drop, 0.5, ready_drops=ready_drops)
+        if not decision.retry:
+            break
+        delays.append(decision.delay)
+    assert delays == [0.1, 0.2, 0.4]
+    assert "kept dropping right after it was ready (4 of them within 5s of ready)" in decision.reason
+    assert "1009 (message too big)" in decision.reason
+
+
+def test_giving_up_without_ready_drops_names_the_last_error() -> None:
+    reason = ReconnectPolicy(max_attempts=1).decide(2, TransportError("refused"), 0.5).reason
+    assert reason == "gave up after 1 attempts: refused"
+    assert "ended" in ReconnectPolicy(max_attempts=0).decide(1, None, 0.5).reason
