@@ -1,4 +1,4 @@
-"""Command line: ``python -m engine demo | diagram | replay``."""
+"""Command line: ``python -m engine demo | diagram | replay | serve``."""
 
 from __future__ import annotations
 
@@ -59,8 +59,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     r = sub.add_parser("replay", help="replay a recording through the state machine")
     r.add_argument("recording", type=Path)
     r.add_argument("--check", action="store_true", help="exit 1 if the client events differ")
+    serve = sub.add_parser("serve", help="run the call gateway (phone calls through Twilio or Telnyx)")
+    from engine.gateway.serve import add_arguments as add_serve_arguments
+
+    add_serve_arguments(serve)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    level = logging.INFO if args.command == "serve" else logging.WARNING  # serve logs each call
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "diagram":
         for path in write_diagram(args.out):
             sys.stdout.write(f"wrote {path}\n")
@@ -73,6 +78,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from engine.demo import run_demo
 
         return int(anyio.run(run_demo, args, sys.stdout, backend=args.backend))
+    if args.command == "serve":
+        import anyio
+
+        from engine.gateway.serve import run_serve
+
+        return int(anyio.run(run_serve, args, sys.stdout, backend=args.backend))
     return 2
 
 

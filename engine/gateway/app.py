@@ -1,0 +1,342 @@
+"""The gateway's ASGI application (Starlette, which runs on anyio under trio and asyncio).
+
+Routes:
+
+* ``GET /healthz``: liveness (200 while the process serves).
+* ``GET /readyz``: 200, or 503 when full or draining (for load balancers).
+* ``GET /metrics``: the Prometheus text format (:mod:`engine.gateway.metrics`).
+* ``POST /<carrier>/voice``: the incoming-call webhook; answers with the
+  dialect's markup connecting the call to ``/<carrier>/stream`` (``wss://``,
+  or ``ws://`` when the webhook came over plain http to a loopback address),
+  passing the webhook's query parameters through as custom parameters.
+* ``WS /<carrier>/stream``: the carrier's media stream, one :class:`Bridge` per call.
+
+Admission (:mod:`engine.gateway.calls`) refuses a call at once when full or
+draining: 503 on the webhook, close 1013 on the stream. When the carrier's
+signing secret is configured (Twilio's auth token), the webhook and the stream
+upgrade must carry a valid signature (``X-Twilio-Signature``, see
+docs/carriers.md), else 403. Secrets are never logged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import ipaddress
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+import anyio
+import attrs
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from engine.gateway.agent import Agent
+from engine.gateway.bridge import Bridge, CarrierGone
+from engine.gateway.calls import SHUTTING_DOWN, CallRegistry, Refused
+from engine.gateway.carriers.base import CarrierStream
+from engine.gateway.metrics import CONTENT_TYPE, GatewayMetrics
+from engine.providers import Provider, Secret
+from engine.transports.base import Connector
+
+log = logging.getLogger(__name__)
+
+TRY_AGAIN_LATER = 1013
+"""WebSocket close code for "try again later" (RFC 6455 registry): the gateway is full or draining."""
+
+
+class Signer(Protocol):
+    """A carrier's request signature check, holding the secret (never shown in its repr)."""
+
+    def webhook(self, url: str, params: Mapping[str, str], signature: str | None) -> bool:
+        """Does ``signature`` sign this form POST to ``url``?"""
+        ...
+
+    def upgrade(self, url: str, signature: str | None) -> bool:
+        """Does ``signature`` sign the WebSocket upgrade to ``url``?"""
+        ...
+
+
+@attrs.frozen(kw_only=True)
+class Dialect:
+    """What the app needs of one carrier: a stream per call, the webhook's answer, its signature check.
+
+    Attributes:
+        name: the route prefix and the metrics label (``twilio``, ``telnyx``).
+        new_stream: a fresh sans-IO :class:`CarrierStream` for one call.
+        answer: ``answer(stream_url, parameters)``: the webhook's response body.
+        signer: ``signer(secret)`` builds the signature check; ``None``: the dialect
+            has no shared-secret signature.
+        signature_header: the header that carries the signature.
+        content_type: of the webhook's answer.
+    """
+
+    name: str
+    new_stream: Callable[[], CarrierStream]
+    answer: Callable[[str, Mapping[str, str]], str]
+    signer: Callable[[str], Signer] | None = None
+    signature_header: str = "X-Twilio-Signature"
+    content_type: str = "application/xml"
+
+
+@attrs.frozen(kw_only=True)
+class BridgeOptions:
+    """Per-call settings of the bridge (see :class:`Bridge`)."""
+
+    start_timeout: float = 10.0
+    close_timeout: float = 3.0
+    mark_every: int = 1
+
+
+class Gateway:
+    """The call gateway: the Starlette app, its registry and metrics, and the drain.
+
+    Args:
+        agent: the user's agent; a Session per call.
+        max_calls: live calls beyond which new ones are refused.
+        provider: overrides the agent's provider for every call.
+        connector: how each session opens its socket (tests).
+        dialects: the carriers served (default: Twilio and Telnyx).
+        secrets: the signing secret per dialect name (``{"twilio": auth_token}``); a dialect
+            with a secret refuses unsigned or badly signed requests with 403.
+        bridge: per-call bridge settings.
+    """
+
+    def __init__(
+        self,
+        agent: Agent,
+        *,
+        max_calls: int = 100,
+        provider: Provider | None = None,
+        connector: Connector | None = None,
+        dialects: Mapping[str, Dialect] | None = None,
+        secrets: Mapping[str, str | Secret] | None = None,
+        bridge: BridgeOptions = BridgeOptions(),
+    ) -> None:
+        if not isinstance(agent, Agent):
+            raise TypeError(f"the gateway serves an engine.Agent, got {type(agent).__name__}")
+        self.agent = agent
+        self.provider = provider
+        self.connector = connector
+        self.metrics = GatewayMetrics()
+        self.registry = CallRegistry(max_calls, self.metrics)
+        self.dialects = dict(dialects) if dialects is not None else default_dialects()
+        self._signers: dict[str, Signer] = {}
+        for name, secret in (secrets or {}).items():
+            dialect = self.dialects.get(name)
+            if dialect is None:
+                raise ValueError(f"a secret for an unknown carrier {name!r}")
+            if dialect.signer is None:
+                raise ValueError(f"the {name} dialect has no shared-secret signature to check")
+            self._signers[name] = dialect.signer(secret.reveal() if isinstance(secret, Secret) else secret)
+        self.bridge = bridge
+        routes: list[Route | WebSocketRoute] = [
+            Route("/healthz", self._healthz, methods=["GET"]),
+            Route("/readyz", self._readyz, methods=["GET"]),
+            Route("/metrics", self._metrics, methods=["GET"]),
+        ]
+        for name in self.dialects:
+            routes.append(Route(f"/{name}/voice", self._voice, methods=["POST"], name=f"{name}_voice"))
+            routes.append(WebSocketRoute(f"/{name}/stream", self._stream, name=f"{name}_stream"))
+        self.app = Starlette(routes=routes)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """The ASGI entry point (the Starlette app)."""
+        await self.app(scope, receive, send)
+
+    # ------------------------------------------------------------------ drain
+
+    def drain(self) -> None:
+        """Stop admitting calls; live calls go on (readiness turns 503)."""
+        if not self.registry.draining:
+            log.info("draining: no new calls; %d live", len(self.registry.live))
+        self.registry.drain()
+
+    async def shutdown(self, grace: float) -> None:
+        """Drain, let live calls end for up to ``grace`` seconds, then end the rest cleanly."""
+        self.drain()
+        with anyio.move_on_after(grace):
+            await self.registry.wait_idle()
+        left = self.registry.live
+        if left:
+            log.info("drain timeout: ending %d live call(s)", len(left))
+            self.registry.end_all(SHUTTING_DOWN)
+            await self.registry.wait_idle()
+
+    # ------------------------------------------------------------------ routes
+
+    async def _healthz(self, request: Request) -> Response:
+        return PlainTextResponse("ok\n")
+
+    async def _readyz(self, request: Request) -> Response:
+        reason = self.registry.refusal()
+        if reason is not None:
+            return PlainTextResponse(f"not ready: {reason}\n", status_code=503)
+        return PlainTextResponse("ready\n")
+
+    async def _metrics(self, request: Request) -> Response:
+        return Response(self.metrics.render(), media_type=CONTENT_TYPE)
+
+    def _dialect(self, path: str) -> Dialect:
+        return self.dialects[path.strip("/").split("/")[0]]
+
+    async def _voice(self, request: Request) -> Response:
+        dialect = self._dialect(request.url.path)
+        form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+        if not self._signed(dialect, request.headers, _public_url(request.url, request.headers), form):
+            return PlainTextResponse("forbidden: bad or missing signature\n", status_code=403)
+        try:
+            self.registry.check()
+        except Refused as refused:
+            return PlainTextResponse(f"unavailable: {refused.reason}\n", status_code=503)
+        stream_url = _stream_url(request, dialect.name)
+        parameters = dict(request.query_params)
+        return Response(dialect.answer(stream_url, parameters), media_type=dialect.content_type)
+
+    async def _stream(self, websocket: WebSocket) -> None:
+        dialect = self._dialect(websocket.url.path)
+        if not self._signed(dialect, websocket.headers, _public_url(websocket.url, websocket.headers), None):
+            await websocket.close()  # before accept: the upgrade is answered 403
+            return
+        try:
+            live = self.registry.admit(dialect.name)
+        except Refused as refused:
+            await websocket.accept()
+            await websocket.close(TRY_AGAIN_LATER, f"gateway {refused.reason}")
+            return
+        try:
+            await websocket.accept()
+        except BaseException:
+            self.registry.finish(live, "upgrade failed", failed=True)
+            raise
+        bridge = Bridge(
+            _StarletteSocket(websocket),
+            dialect.new_stream(),
+            self.agent,
+            live,
+            self.registry,
+            provider=self.provider,
+            connector=self.connector,
+            start_timeout=self.bridge.start_timeout,
+            close_timeout=self.bridge.close_timeout,
+            mark_every=self.bridge.mark_every,
+        )
+        await bridge.run()
+
+    def _signed(
+        self, dialect: Dialect, headers: Mapping[str, str], url: str, form: Mapping[str, str] | None
+    ) -> bool:
+        """True when no secret is configured for the dialect, or the request is signed with it."""
+        signer = self._signers.get(dialect.name)
+        if signer is None:
+            return True
+        signature = headers.get(dialect.signature_header)
+        valid = signer.upgrade(url, signature) if form is None else signer.webhook(url, form, signature)
+        if not valid:
+            log.warning("%s: refused a request to %s with a bad or missing signature", dialect.name, url)
+            return False
+        return True
+
+
+def _public_url(url: Any, headers: Mapping[str, str]) -> str:
+    """The URL the carrier requested (and signed): the scheme a TLS proxy reports, else as received."""
+    forwarded = headers.get("x-forwarded-proto")
+    text = str(url)
+    if forwarded:
+        scheme = forwarded.split(",")[0].strip()
+        if text.startswith(("ws:", "wss:")):
+            scheme = "wss" if scheme in ("https", "wss") else "ws"
+        text = scheme + text[text.index(":") :]
+    return text
+
+
+def _stream_url(request: Request, carrier: str) -> str:
+    """``wss://host/<carrier>/stream``; ``ws://`` only for plain http to a loopback address."""
+    host = request.headers.get("x-forwarded-host") or request.headers.get("host") or request.url.netloc
+    forwarded = request.headers.get("x-forwarded-proto")
+    plain = (forwarded or request.url.scheme) == "http"
+    scheme = "ws" if plain and _is_loopback(host) else "wss"
+    return f"{scheme}://{host}/{carrier}/stream"
+
+
+def _is_loopback(host: str) -> bool:
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    name = name.strip("[]")
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+class _StarletteSocket:
+    """Starlette's WebSocket as the bridge's :class:`~engine.gateway.bridge.CarrierSocket`."""
+
+    def __init__(self, websocket: WebSocket) -> None:
+        self._ws = websocket
+        self._closed = False
+
+    async def receive(self) -> str | bytes:
+        if self._closed:
+            raise CarrierGone("closed")
+        message = await self._ws.receive()
+        if message["type"] == "websocket.disconnect":
+            self._closed = True
+            raise CarrierGone(f"disconnected ({message.get('code')})")
+        text = message.get("text")
+        if text is not None:
+            return str(text)
+        return bytes(message.get("bytes") or b"")
+
+    async def send(self, text: str) -> None:
+        if self._closed:
+            raise CarrierGone("closed")
+        try:
+            await self._ws.send_text(text)
+        except (WebSocketDisconnect, RuntimeError, OSError) as exc:
+            self._closed = True
+            raise CarrierGone(str(exc)) from None
+
+    async def aclose(self, code: int = 1000, reason: str = "") -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):  # already gone
+            await self._ws.close(code, reason)
+
+
+def default_dialects() -> dict[str, Dialect]:
+    """Twilio and Telnyx, from their sans-IO modules."""
+    from engine.gateway.carriers import twilio
+
+    found = {
+        "twilio": Dialect(
+            name="twilio",
+            new_stream=twilio.TwilioStream,
+            answer=twilio.connect_twiml,
+            signer=twilio.TwilioSignature,
+        )
+    }
+    telnyx = _telnyx()
+    if telnyx is not None:
+        found["telnyx"] = telnyx
+    return found
+
+
+def _telnyx() -> Dialect | None:
+    try:
+        module: Any = importlib.import_module("engine.gateway.carriers.telnyx")
+    except ImportError:
+        return None
+    return Dialect(
+        name="telnyx",
+        new_stream=module.TelnyxStream,
+        answer=module.connect_texml,
+        signer=None,  # Telnyx signs webhooks with a public key (Ed25519), not a shared secret
+        signature_header="telnyx-signature-ed25519",
+    )
