@@ -101,7 +101,10 @@ class Session:
         self._recorder: Recorder | None = None
         self._tools: dict[str, Tool] = {}
         self._callbacks: list[tuple[tuple[type, ...] | None, Callback]] = []
-        self._dispatcher = Dispatcher(event_buffer=self.settings.event_buffer)
+        self._dispatcher = Dispatcher(
+            event_buffer=self.settings.event_buffer,
+            slow_callback_threshold=self.settings.slow_callback_threshold,
+        )
         self._conv: Conversation | None = None
         self._tg: ActorGroup | None = None
         self._body_scope: anyio.CancelScope | None = None
@@ -201,6 +204,8 @@ class Session:
             "audio_chunks_dropped": self._audio.dropped_chunks if self._audio else 0,
             "events_delivered": self._dispatcher.delivered,
             "events_dropped": self._dispatcher.dropped,
+            "event_subscribers": self._dispatcher.subscriber_count(),
+            "slow_callbacks": self._dispatcher.slow_callbacks,
             "tools_running": len(self._runner.running()) if self._runner else 0,
         }
 

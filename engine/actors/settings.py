@@ -24,7 +24,18 @@ class SessionSettings:
         ready_timeout: seconds ``connect()`` waits for the session to become ready.
         close_timeout: seconds ``close()`` may take in all, even if the server never answers.
         response_timeout: seconds to wait for ``response.created`` after ``response.create``.
+        stall_timeout: seconds a response may send nothing before it is cancelled and
+            reported (``Error(code="response_stalled")``); ``None`` waits forever.
+        cancel_timeout: seconds to wait for ``response.done`` after a cancel before the
+            slot is freed as if it had come (``Error(code="cancel_timeout")``).
+        stall_timeout: seconds a response may send nothing before it is cancelled and
+            reported (``Error(code="response_stalled")``); ``None`` waits forever.
+        cancel_timeout: seconds to wait for ``response.done`` after a cancel before the
+            slot is freed as if it had come (``Error(code="cancel_timeout")``).
         event_buffer: events queued per callback or stream before new ones are dropped (reported).
+        slow_callback_threshold: seconds one call of a sync callback (called inline, on the event
+            loop) may take; a callback that takes longer is reported (``Error`` ``slow_callback``)
+            and from then on called in a worker thread, so it cannot stall the session.
         outbox_size: encoded messages queued for the socket writer before producers wait.
         audio_chunk_ms: size of each ``input_audio_buffer.append`` (60 ms, as Inworld's client).
         hold_limit_ms: caller audio held before the session is ready (or while reconnecting).
@@ -40,7 +51,12 @@ class SessionSettings:
     ready_timeout: float = attrs.field(default=15.0, validator=_positive)
     close_timeout: float = attrs.field(default=3.0, validator=_positive)
     response_timeout: float = attrs.field(default=10.0, validator=_positive)
+    stall_timeout: float | None = attrs.field(default=30.0, validator=attrs.validators.optional(_positive))
+    cancel_timeout: float = attrs.field(default=5.0, validator=_positive)
+    stall_timeout: float | None = attrs.field(default=30.0, validator=attrs.validators.optional(_positive))
+    cancel_timeout: float = attrs.field(default=5.0, validator=_positive)
     event_buffer: int = attrs.field(default=1000, validator=_positive)
+    slow_callback_threshold: float = attrs.field(default=0.1, validator=_positive)
     outbox_size: int = attrs.field(default=64, validator=_positive)
     audio_chunk_ms: int = attrs.field(default=60, validator=_positive)
     hold_limit_ms: int = attrs.field(default=10_000, validator=_positive)
