@@ -262,6 +262,8 @@ class Session:
         options = attrs.evolve(
             self.provider.core_options(),
             response_created_timeout=self.settings.response_timeout,
+            stall_timeout=self.settings.stall_timeout,
+            cancel_timeout=self.settings.cancel_timeout,
             max_history_items=self.settings.max_history_items,
         )
         clock = _loop_clock()

@@ -42,6 +42,10 @@ class CallLedger:
         call = self._calls.get(call_id)
         return call_id in self._finished or (call is not None and call.answered)
 
+    def hinted(self, call_id: str) -> bool:
+        """True for a call a conversation echo announced that is not tracked yet."""
+        return call_id in self._hints
+
     def hint(self, call_id: str, *, name: str | None, item_id: str | None) -> None:
         """Remember what a conversation echo says about a call, without opening it.
 

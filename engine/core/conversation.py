@@ -91,6 +91,8 @@ RESUME_NOTE = (
     "do not greet the user again."
 )
 RESPONSE_TIMER = "response_created"
+STALL_TIMER = "response_stall"
+CANCEL_TIMER = "response_cancel"
 RETRY_TIMER = "retry_response"
 
 
@@ -101,6 +103,10 @@ class CoreOptions:
     Attributes:
         response_created_timeout: seconds to wait for ``response.created`` after
             ``response.create`` before giving the slot up and reporting it.
+        stall_timeout: seconds a generating response may send nothing before it
+            is cancelled and reported; ``None`` waits forever.
+        cancel_timeout: seconds to wait for ``response.done`` after a cancel
+            before freeing the slot as if it had come (and reporting it).
         voice_locked_after_audio: the server rejects a voice change once audio
             was produced (OpenAI GA); refuse it locally instead.
         server_continues_after_tools: the server starts the follow-up response
@@ -113,6 +119,8 @@ class CoreOptions:
     """
 
     response_created_timeout: float = 10.0
+    stall_timeout: float | None = 30.0
+    cancel_timeout: float = 5.0
     voice_locked_after_audio: bool = True
     server_continues_after_tools: bool = False
     supports_truncation: bool = True
@@ -162,7 +170,9 @@ class Conversation:
         self._resume = False  # a restore must ask the model to go on
         self._lost_user_turn = False  # a user utterance went down with the socket
         self._user_turn_open = False  # server VAD heard speech whose transcript is not final yet
-        self._request_origin = "client"  # who asked for the response in the slot
+        self._request_origin = "client"  # who asked for the response in the slot (or "server_tools")
+        self._heard = 0.0  # when the generating response last sent an event (the stall deadline)
+        self._timers: set[str] = set()  # the stall and cancel deadlines that are armed
         self.ledger = PlaybackLedger(config.output_format.bytes_per_second / 1000)
         self._audio_responses: list[str | None] = []  # recent responses with audio, oldest first
         self.turns = TurnClock()
@@ -194,6 +204,11 @@ class Conversation:
             r.ResponseOutputTextDelta: self._on_text_delta,
             r.ResponseOutputTextDone: self._on_text_done,
             r.ResponseFunctionCallArgumentsDone: self._on_arguments_done,
+            # Nothing to do with these but check that they fit (and count for the stall deadline).
+            r.ResponseContentPartAdded: self._on_part_event,
+            r.ResponseContentPartDone: self._on_part_event,
+            r.ResponseOutputAudioDone: self._on_part_event,
+            r.ResponseFunctionCallArgumentsDelta: self._on_part_event,
         }
 
     # ------------------------------------------------------------------ inspection
@@ -338,16 +353,33 @@ class Conversation:
 
     def timer_fired(self, name: str) -> list[Effect]:
         """A timer armed by an ``ArmTimer`` effect expired."""
+        self._timers.discard(name)
         waiting = self.phase is Phase.REQUESTED or (
             self.phase is Phase.CANCELLING and self._response_id is None
         )
         if name == RESPONSE_TIMER and waiting:
-            self._fire_response("done")
+            self._fire_response("created_timeout")
             self._error(
                 "response_timeout",
                 f"no response.created within {self.options.response_created_timeout}s",
                 source="server",
             )
+            if self._request_origin == "server_tools" and self.phase is Phase.IDLE:
+                self._owed = True  # the server did not continue after the tools: ask ourselves
+            self._after_slot_freed()
+        elif name == STALL_TIMER and self.phase is Phase.GENERATING:
+            self._check_stall()
+        elif name == CANCEL_TIMER and self.phase is Phase.CANCELLING and self._response_id is not None:
+            rid = self._response_id
+            self._fire_response("cancel_timeout")
+            self._response_id = None  # stays in _interrupted: whatever it still sends is dropped
+            self._error(
+                "cancel_timeout",
+                f"no response.done for the cancelled response {rid} within "
+                f"{self.options.cancel_timeout}s; the slot is free again",
+                source="server",
+            )
+            self._settle_calls(rid)
             self._after_slot_freed()
         elif name == RETRY_TIMER and self.phase is Phase.IDLE and self._owed:
             self._owed = False
@@ -393,6 +425,7 @@ class Conversation:
             # Arguments never completed: the call does not exist on the next socket.
             self.history.remove(call.item_id)
         self._out.append(CancelTimer(name=RESPONSE_TIMER))
+        self._disarm(STALL_TIMER, CANCEL_TIMER)
         self._out.append(GateAudio(False))
         self._fire("connection_lost")
         return self._flush()
@@ -426,6 +459,7 @@ class Conversation:
         if running:
             self._out.append(CancelTools(call_ids=running, reason="closed"))
         self._out.append(CancelTimer(name=RESPONSE_TIMER))
+        self._disarm(STALL_TIMER, CANCEL_TIMER)
         self._out.append(GateAudio(False))
         self._fire("close")
         return self._flush()
@@ -493,6 +527,7 @@ class Conversation:
                 self._out.append(ArmTimer(name=RETRY_TIMER, delay=0.5))
             elif code == "response_cancel_not_active" and self.phase is Phase.CANCELLING:
                 self._fire_response("done")
+                self._disarm(CANCEL_TIMER)
                 self._after_slot_freed()
             return
         fatal = (
@@ -541,18 +576,9 @@ class Conversation:
     def _on_output_item(self, event: r.ResponseOutputItemAdded | r.ResponseOutputItemDone) -> None:
         if event.item is None:
             return
-        if event.response_id is not None and (
-            self.phase is Phase.IDLE
-            or (self._response_id is not None and event.response_id != self._response_id)
-        ):
-            # An output item of a response that is not running: it would open a call nothing closes.
-            self._error(
-                "unexpected_event",
-                f"{event.TYPE} for response {event.response_id}, which is not active",
-                source="protocol",
-            )
-            return
-        self._track_call(event.item, event.response_id)
+        if not self._in_flight(event, event.response_id, cancelling=True):
+            return  # an item of a response that is not running would open a call nothing closes
+        self._track_call(event.item, event.response_id or self._response_id)
         self.history.add(event.item)
 
     def _track_call(self, item: Item, response_id: str | None) -> None:
@@ -633,16 +659,26 @@ class Conversation:
             # The deferred cancel: now the id is known (peers.md §2, item 2).
             self._interrupted.add(rid)
             self._send(c.ResponseCancel(response_id=rid))
-        elif self.state is not State.RESPONDING:
+            self._arm(CANCEL_TIMER, self.options.cancel_timeout)
+            return
+        self._heard = self._clock()
+        if self.options.stall_timeout is not None:
+            self._arm(STALL_TIMER, self.options.stall_timeout)
+        if self.state is not State.RESPONDING:
             self._fire("respond")
 
     def _on_response_done(self, event: r.ResponseDone) -> None:
         response = event.response
+        if response.id in self._interrupted and response.id != self._response_id:
+            # A response given up after its cancel went unanswered: nothing of it counts now.
+            self._interrupted.discard(response.id)
+            return
         if self.phase is Phase.IDLE:
             self._error("unexpected_event", f"response.done for {response.id}, which is not active")
             return
         self._fire_response("done")
         self._out.append(CancelTimer(name=RESPONSE_TIMER))
+        self._disarm(STALL_TIMER, CANCEL_TIMER)
         self._response_id = None
         self._interrupted.discard(response.id)
         for item in response.output:
@@ -699,8 +735,8 @@ class Conversation:
     def _on_audio_delta(self, event: r.ResponseOutputAudioDelta) -> None:
         # Most server events are this one: locals and one Emit, nothing else.
         rid = event.response_id
-        if rid in self._interrupted:
-            return  # the response was cut off; its late audio must not play
+        if (rid != self._response_id or self._resp.state != "generating") and not self._in_flight(event, rid):
+            return  # e.g. the response was cut off: its late audio must not play
         try:
             pcm = binascii.a2b_base64(event.delta, strict_mode=True)
         except (binascii.Error, ValueError) as exc:
@@ -711,7 +747,7 @@ class Conversation:
             )
             return
         self._audio_produced = True
-        now = self._clock()
+        now = self._heard = self._clock()
         ledger = self.ledger
         if not ledger.has_audio(rid):
             self.turns.mark("first_audio_received", now)
@@ -729,7 +765,7 @@ class Conversation:
         )
 
     def _on_transcript_delta(self, event: r.ResponseOutputAudioTranscriptDelta) -> None:
-        if event.response_id in self._interrupted:
+        if not self._in_flight(event, event.response_id):
             return
         text = self.history.append_text(event.item_id, event.delta)
         self._out.append(
@@ -741,7 +777,7 @@ class Conversation:
         )
 
     def _on_transcript_done(self, event: r.ResponseOutputAudioTranscriptDone) -> None:
-        if event.response_id in self._interrupted:
+        if not self._in_flight(event, event.response_id):
             return
         text = self.history.finish_text(event.item_id, event.transcript)
         self._emit(
@@ -751,7 +787,7 @@ class Conversation:
         )
 
     def _on_text_delta(self, event: r.ResponseOutputTextDelta) -> None:
-        if event.response_id in self._interrupted:
+        if not self._in_flight(event, event.response_id):
             return
         text = self.history.append_text(event.item_id, event.delta)
         self._emit(
@@ -761,7 +797,7 @@ class Conversation:
         )
 
     def _on_text_done(self, event: r.ResponseOutputTextDone) -> None:
-        if event.response_id in self._interrupted:
+        if not self._in_flight(event, event.response_id):
             return
         text = self.history.finish_text(event.item_id, event.text)
         self._emit(
@@ -769,6 +805,37 @@ class Conversation:
                 item_id=event.item_id, response_id=event.response_id, delta="", text=text, final=True
             )
         )
+
+    def _on_part_event(self, event: r.ResponseContentPartAdded | r.ResponseOutputAudioDone) -> None:
+        self._in_flight(event, event.response_id)
+
+    def _in_flight(self, event: Any, response_id: str | None, *, cancelling: bool = False) -> bool:
+        """Whether a response-scoped event belongs to the response in the slot.
+
+        An event without a response id is taken as the generating response's.
+        With ``cancelling``, the slot's response counts while its cancel is
+        pending too (its items and calls exist on the server until its
+        ``response.done``). Other events of a response that was cut off
+        (barge-in, cancel, stall, lost socket) are dropped silently; any other
+        event of a response that is not in flight is reported and ignored: it
+        must not start anything or enter the history.
+        """
+        phase = self._resp.state
+        ours = response_id is not None and response_id == self._response_id
+        if (phase == "generating" and (ours or response_id is None)) or (
+            cancelling and phase == "cancelling" and ours
+        ):
+            self._heard = self._clock()
+            return True
+        if response_id is not None and response_id in self._interrupted:
+            return False
+        self._error(
+            "unexpected_event",
+            f"{event.TYPE} for response {response_id}, which is not in flight "
+            f"(phase {self._resp.state}, response {self._response_id})",
+            source="protocol",
+        )
+        return False
 
     # ------------------------------------------------------------------ tools
 
@@ -782,11 +849,17 @@ class Conversation:
                 "duplicate_event", f"arguments for call {event.call_id} arrived twice", source="protocol"
             )
             return
+        rid = event.response_id
+        if rid is not None and rid in self._interrupted and rid != self._response_id:
+            return  # its response was given up (cancel timed out, socket lost): its calls are settled
+        announced = known is not None or self.calls.hinted(event.call_id)
+        if not (announced or self._in_flight(event, rid, cancelling=True)):
+            return  # a call the server never made: no announced item, no response in flight
         self.calls.track(
             event.call_id,
             name=event.name,
             arguments=event.arguments,
-            response_id=event.response_id or self._response_id,
+            response_id=rid or self._response_id,
             item_id=event.item_id,
         )
         self._start(event.call_id)
@@ -824,7 +897,7 @@ class Conversation:
         self._owed = False
         self.calls.forget_answered()
         if self.options.server_continues_after_tools:
-            self._request_origin = "server"
+            self._request_origin = "server_tools"
             self._fire_response("request")  # expected from the server, not sent
             self._out.append(ArmTimer(name=RESPONSE_TIMER, delay=self.options.response_created_timeout))
             self._fire("tools_answered")
@@ -856,7 +929,7 @@ class Conversation:
     def _cancel(self, *, send: bool) -> bool:
         """Move the slot to cancelling; send ``response.cancel`` once the id is known."""
         phase = self.phase
-        if phase is Phase.REQUESTED and self._request_origin == "server" and not send:
+        if phase is Phase.REQUESTED and self._request_origin != "client" and not send:
             # The server had not started the reply it owed; with the user talking it will not.
             self._fire_response("done")
             self._out.append(CancelTimer(name=RESPONSE_TIMER))
@@ -868,6 +941,8 @@ class Conversation:
             self._interrupted.add(self._response_id)
             if send:
                 self._send(c.ResponseCancel(response_id=self._response_id))
+            self._disarm(STALL_TIMER)
+            self._arm(CANCEL_TIMER, self.options.cancel_timeout)
         # From REQUESTED the cancel is deferred until response.created names the response;
         # the response timer still runs, so a response that never comes frees the slot.
         return True
@@ -949,6 +1024,36 @@ class Conversation:
                 f"response {trigger!r} is not allowed in phase {self._resp.state!r}",
                 source="protocol",
             )
+
+    def _check_stall(self) -> None:
+        """The stall deadline: re-arm for what is left, or cancel a response that went quiet."""
+        stall = self.options.stall_timeout
+        if stall is None:
+            return
+        quiet = self._clock() - self._heard
+        if quiet < stall:
+            self._arm(STALL_TIMER, stall - quiet)  # armed once per response, not per event
+            return
+        rid = self._response_id
+        self._error(
+            "response_stalled",
+            f"response {rid} sent nothing for {stall}s; it is cancelled",
+            source="server",
+        )
+        self._fire_response("stalled")
+        self._interrupted.add(rid)
+        self._send(c.ResponseCancel(response_id=rid))
+        self._arm(CANCEL_TIMER, self.options.cancel_timeout)
+
+    def _arm(self, name: str, delay: float) -> None:
+        self._timers.add(name)
+        self._out.append(ArmTimer(name=name, delay=delay))
+
+    def _disarm(self, *names: str) -> None:
+        for name in names:
+            if name in self._timers:
+                self._timers.discard(name)
+                self._out.append(CancelTimer(name=name))
 
     def _send(self, event: c.ClientEvent) -> None:
         self._out.append(Send(event))

@@ -18,6 +18,28 @@ machines rather than one large one:
   conversation is already ``user_speaking`` while the cancelled response is
   still ``cancelling`` until its ``response.done``.
 
+Every waiting state has a deadline and a declared way out, so a silent or
+misbehaving server never holds the conversation:
+
+* ``requested``: ``response_created_timeout`` (``created_timeout``) frees the
+  slot with an ``Error(code="response_timeout")``; a follow-up the server owed
+  after tool outputs is then asked for by the client, any other owed request
+  is sent.
+* ``generating``: ``stall_timeout`` without any event of the response
+  (``stalled``) reports ``Error(code="response_stalled")`` and cancels it.
+* ``cancelling``: ``cancel_timeout`` after the cancel without ``response.done``
+  (``cancel_timeout``) frees the slot as if done with
+  ``Error(code="cancel_timeout")``, then owed work proceeds; a cancel still
+  waiting for the response id ends with ``response_created_timeout``.
+* ``connecting`` and ``reconnecting`` (runtime): ``ready_timeout`` per attempt,
+  then the reconnect policy's backoff and attempt limit, past which the session
+  closes with a reason.
+* ``awaiting_tool`` (runtime): each tool's timeout answers the call with an
+  error output, so every call gets its output and the state is left.
+* ``user_speaking`` is not a wait on the server: the slot stays usable
+  (commands still get responses) and the next VAD event leaves it.
+* ``responding`` follows the response phase, so its deadlines are the ones above.
+
 The tables below are the only definition of both. The runtime builds plain
 ``transitions.Machine`` objects from them (one per table, shared by every
 conversation) and steps each conversation by the machine's :func:`plan_of`,
@@ -104,6 +126,13 @@ RESPONSE_TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "cancel", "source": P.CANCELLING, "dest": None},
     # response.done, or an error that means our request will never be answered.
     {"trigger": "done", "source": [P.REQUESTED, P.GENERATING, P.CANCELLING], "dest": P.IDLE},
+    # Deadlines (timer_fired; CoreOptions): a silent server never holds the slot.
+    # No response.created in time (also for a cancel still waiting for the id): give up.
+    {"trigger": "created_timeout", "source": [P.REQUESTED, P.CANCELLING], "dest": P.IDLE},
+    # Nothing from the response for stall_timeout: cancel it and report it.
+    {"trigger": "stalled", "source": P.GENERATING, "dest": P.CANCELLING},
+    # No response.done after the cancel: free the slot as if it had come.
+    {"trigger": "cancel_timeout", "source": P.CANCELLING, "dest": P.IDLE},
     {"trigger": "reset", "source": [P.REQUESTED, P.GENERATING, P.CANCELLING, P.IDLE], "dest": P.IDLE},
 ]
 

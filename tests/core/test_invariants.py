@@ -406,7 +406,11 @@ class ConversationMachine(RuleBasedStateMachine):
 
     def _c_timer(self, data: st.DataObject) -> None:
         """A timer expires (even one the core did not arm)."""
-        name = data.draw(st.sampled_from(["response_created", "retry_response", "unknown_timer"]))
+        name = data.draw(
+            st.sampled_from(
+                ["response_created", "response_stall", "response_cancel", "retry_response", "unknown_timer"]
+            )
+        )
         self._effects(self.conv.timer_fired(name))
 
     def _c_update(self, data: st.DataObject) -> None:

@@ -526,7 +526,11 @@ def test_close_cancels_running_tools() -> None:
     out = d.do(d.conv.close())
     assert of_type(out, CancelTools) == [CancelTools(call_ids=("call_1",), reason="closed")]
     assert of_type(out, GateAudio) == [GateAudio(False)]
-    assert of_type(out, CancelTimer) == [CancelTimer(name="response_created")]
+    # Every deadline armed is disarmed (the generating response has its stall deadline).
+    assert of_type(out, CancelTimer) == [
+        CancelTimer(name="response_created"),
+        CancelTimer(name="response_stall"),
+    ]
     assert emitted(out) == [ev.StateChanged(old=C.RESPONDING, new=C.CLOSED)]
     assert sent(out) == []
     assert d.conv.state is C.CLOSED
