@@ -28,10 +28,6 @@ class SessionSettings:
             reported (``Error(code="response_stalled")``); ``None`` waits forever.
         cancel_timeout: seconds to wait for ``response.done`` after a cancel before the
             slot is freed as if it had come (``Error(code="cancel_timeout")``).
-        stall_timeout: seconds a response may send nothing before it is cancelled and
-            reported (``Error(code="response_stalled")``); ``None`` waits forever.
-        cancel_timeout: seconds to wait for ``response.done`` after a cancel before the
-            slot is freed as if it had come (``Error(code="cancel_timeout")``).
         event_buffer: events queued per callback or stream before new ones are dropped (reported).
         slow_callback_threshold: seconds one call of a sync callback (called inline, on the event
             loop) may take; a callback that takes longer is reported (``Error`` ``slow_callback``)
@@ -51,8 +47,6 @@ class SessionSettings:
     ready_timeout: float = attrs.field(default=15.0, validator=_positive)
     close_timeout: float = attrs.field(default=3.0, validator=_positive)
     response_timeout: float = attrs.field(default=10.0, validator=_positive)
-    stall_timeout: float | None = attrs.field(default=30.0, validator=attrs.validators.optional(_positive))
-    cancel_timeout: float = attrs.field(default=5.0, validator=_positive)
     stall_timeout: float | None = attrs.field(default=30.0, validator=attrs.validators.optional(_positive))
     cancel_timeout: float = attrs.field(default=5.0, validator=_positive)
     event_buffer: int = attrs.field(default=1000, validator=_positive)
