@@ -1,0 +1,308 @@
+"""Twilio Media Streams, sans-IO: the stream codec and state machine, the TwiML answer, the signature check.
+
+The facts this module relies on (message fields, TwiML ``<Connect><Stream>``,
+the ``X-Twilio-Signature`` algorithm) are summarised in docs/carriers.md with
+links to Twilio's pages. In short: Twilio sends ``connected``, ``start``,
+``media`` (base64 μ-law, 8 kHz mono), ``dtmf``, ``mark`` (the echo of ours)
+and ``stop``; on a bidirectional stream (``<Connect><Stream>``) we send
+``media``, ``mark`` and ``clear``, each with the ``streamSid``.
+
+The state machine is the shared table of :mod:`engine.gateway.carriers._common`.
+``receive`` runs for every 20 ms frame of every call, so it does one
+``json.loads``, one strict base64 decode and a few dict lookups for ``media``;
+the frames we send are built by concatenation around the JSON-encoded
+``streamSid`` computed once at ``start``.
+"""
+
+from __future__ import annotations
+
+import binascii
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+from xml.sax.saxutils import escape, quoteattr
+
+from engine.errors import EngineError
+from engine.gateway.carriers._common import (
+    AWAITING_START,
+    STREAMING,
+    TRANSITIONS,
+    Bad,
+    clip,
+    digit_field,
+    json_string,
+    number_field,
+    out_of_order,
+    parameters_field,
+    parse,
+    payload_field,
+    section,
+    text_field,
+)
+from engine.gateway.carriers.base import (
+    CarrierEvent,
+    CarrierStateError,
+    Connected,
+    Dtmf,
+    Malformed,
+    MarkDone,
+    Media,
+    MediaFormat,
+    Started,
+    Stopped,
+)
+
+ENCODINGS = {"audio/x-mulaw": "audio/pcmu"}
+"""Twilio's ``mediaFormat.encoding`` names -> ours (Twilio streams μ-law only)."""
+PARAMETER_LIMIT = 500
+"""Twilio's limit on a custom parameter's name and value together, in characters."""
+
+
+class TwilioStream:
+    """One Twilio Media Stream (one call), sans-IO; see the module docstring."""
+
+    name = "twilio"
+
+    def __init__(self) -> None:
+        self.state = AWAITING_START
+        self.started: Started | None = None
+        """The ``start`` metadata once it arrived."""
+        self._sid = ""
+        self._media_prefix = ""
+        self._mark_prefix = ""
+        self._clear = ""
+
+    def __repr__(self) -> str:
+        return f"<TwilioStream {self.state} stream={self._sid or None}>"
+
+    def receive(self, text: str) -> list[CarrierEvent]:
+        """Decode one text frame from Twilio; a bad or out-of-order frame is :class:`Malformed`."""
+        fast = self._fast_media(text)
+        if fast is not None:
+            return [fast]
+        frame = parse(text)
+        if isinstance(frame, Malformed):
+            return [frame]
+        event: str = frame["event"]
+        handler = _HANDLERS.get(event)
+        if handler is None:
+            return [Malformed(reason=f"unknown event {clip(event)!r}", raw=clip(text))]
+        after = TRANSITIONS[self.state].get(event)
+        if after is None:
+            return [out_of_order(event, self.state, text)]
+        sid = frame.get("streamSid")
+        if self._sid and sid is not None and sid != self._sid:
+            return [Malformed(reason=f"'{event}' for another stream: {clip(str(sid))!r}", raw=clip(text))]
+        try:
+            out = handler(self, frame)
+        except Bad as exc:
+            return [Malformed(reason=str(exc), raw=clip(text))]
+        self.state = after
+        return [out]
+
+    def _fast_media(self, text: str) -> Media | None:
+        """The common case, a well-formed ``media`` frame while streaming, in a few lookups.
+
+        Anything unusual returns None and takes the general path, which gives
+        the same result or says precisely what is wrong.
+        """
+        if self.state != STREAMING:
+            return None
+        try:
+            frame = json.loads(text)
+        except (ValueError, RecursionError):
+            return None
+        if type(frame) is not dict or frame.get("event") != "media":
+            return None
+        if frame.get("streamSid", self._sid) != self._sid:
+            return None
+        media = frame.get("media")
+        if type(media) is not dict:
+            return None
+        payload, chunk, timestamp = media.get("payload"), media.get("chunk"), media.get("timestamp")
+        if (
+            type(payload) is not str
+            or type(chunk) is not str
+            or type(timestamp) is not str
+            or not (chunk.isdecimal() and chunk.isascii() and len(chunk) <= 18)
+            or not (timestamp.isdecimal() and timestamp.isascii() and len(timestamp) <= 18)
+        ):
+            return None
+        try:
+            audio = binascii.a2b_base64(payload, strict_mode=True)
+        except (binascii.Error, ValueError):
+            return None
+        return Media(payload=audio, chunk=int(chunk), timestamp_ms=int(timestamp))
+
+    def receive_bytes(self, data: bytes) -> list[CarrierEvent]:
+        """Twilio sends text frames only."""
+        return [Malformed(reason=f"binary frame ({len(data)} bytes); Twilio sends JSON text")]
+
+    def media(self, audio: bytes) -> str:
+        """A ``media`` frame that plays ``audio`` (μ-law 8 kHz, no header) to the caller."""
+        self._check_streaming("media")
+        return self._media_prefix + binascii.b2a_base64(audio, newline=False).decode("ascii") + '"}}'
+
+    def mark(self, name: str) -> str:
+        """A ``mark`` frame: Twilio echoes ``name`` when the audio sent before it has played."""
+        self._check_streaming("mark")
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"a mark name is a non-empty string, got {name!r}")
+        return self._mark_prefix + json_string(name) + "}}"
+
+    def clear(self) -> str:
+        """A ``clear`` frame: Twilio drops the audio it holds and echoes the marks it dropped."""
+        self._check_streaming("clear")
+        return self._clear
+
+    def _check_streaming(self, what: str) -> None:
+        if self.state != STREAMING:
+            raise CarrierStateError(f"cannot send {what} to Twilio in state {self.state}")
+
+    # Handlers: one per event Twilio sends; they raise Bad for a field that does not fit.
+
+    def _connected(self, frame: Mapping[str, Any]) -> CarrierEvent:
+        return Connected(
+            protocol=text_field(frame, "protocol", "connected", required=False),
+            version=text_field(frame, "version", "connected", required=False),
+        )
+
+    def _start(self, frame: Mapping[str, Any]) -> CarrierEvent:
+        start = section(frame, "start")
+        sid = text_field(start, "streamSid", "start")
+        fmt = section(start, "mediaFormat")
+        encoding = ENCODINGS.get(fmt.get("encoding"))  # type: ignore[arg-type]
+        if encoding is None:
+            raise Bad(f"'start.mediaFormat.encoding' {clip(str(fmt.get('encoding')))!r} is not audio/x-mulaw")
+        rate, channels = fmt.get("sampleRate"), fmt.get("channels", 1)
+        if rate != 8000 or isinstance(rate, bool):
+            raise Bad(f"'start.mediaFormat.sampleRate' is {clip(str(rate))!r}, not 8000")
+        if channels != 1 or isinstance(channels, bool):
+            raise Bad(f"'start.mediaFormat.channels' is {clip(str(channels))!r}, not 1")
+        account = start.get("accountSid")
+        started = Started(
+            stream_id=sid,
+            call_id=text_field(start, "callSid", "start"),
+            account_id=account if isinstance(account, str) and account else None,
+            media_format=MediaFormat(encoding=encoding, rate=8000, channels=1),
+            custom_parameters=parameters_field(start, "customParameters", "start"),
+        )
+        self.started, self._sid = started, sid
+        quoted = json_string(sid)
+        self._media_prefix = '{"event":"media","streamSid":' + quoted + ',"media":{"payload":"'
+        self._mark_prefix = '{"event":"mark","streamSid":' + quoted + ',"mark":{"name":'
+        self._clear = '{"event":"clear","streamSid":' + quoted + "}"
+        return started
+
+    def _media(self, frame: Mapping[str, Any]) -> CarrierEvent:
+        media = frame.get("media")
+        if not isinstance(media, dict):
+            raise Bad("'media' is not an object")
+        return Media(
+            payload=payload_field(media, "media"),
+            chunk=number_field(media, "chunk", "media"),
+            timestamp_ms=number_field(media, "timestamp", "media"),
+        )
+
+    def _dtmf(self, frame: Mapping[str, Any]) -> CarrierEvent:
+        return Dtmf(digit=digit_field(section(frame, "dtmf"), "dtmf"))
+
+    def _mark(self, frame: Mapping[str, Any]) -> CarrierEvent:
+        return MarkDone(name=text_field(section(frame, "mark"), "name", "mark"))
+
+    def _stop(self, frame: Mapping[str, Any]) -> CarrierEvent:
+        return Stopped(reason="stop")
+
+
+_HANDLERS: dict[str, Callable[[TwilioStream, Mapping[str, Any]], CarrierEvent]] = {
+    "connected": TwilioStream._connected,
+    "start": TwilioStream._start,
+    "media": TwilioStream._media,
+    "dtmf": TwilioStream._dtmf,
+    "mark": TwilioStream._mark,
+    "stop": TwilioStream._stop,
+}
+
+
+def connect_twiml(url: str, parameters: Mapping[str, str] | None = None) -> str:
+    """The TwiML answering a voice webhook: ``<Connect><Stream url=...>`` with custom parameters.
+
+    ``<Connect>`` makes the stream bidirectional (``<Start>`` would not let us
+    speak). Twilio passes the parameters back in ``start.customParameters``;
+    its stream URL takes no query string, so parameters are the way to carry
+    per-call data.
+
+    Raises:
+        ValueError: ``url`` is not a ``wss://`` (or, for local tests, ``ws://``) URL
+            without a query string, or a parameter is empty, too long, or holds a
+            character XML cannot carry.
+    """
+    if not url.startswith(("wss://", "ws://")) or "?" in url:
+        raise ValueError(f"the stream URL must be wss://host/path without a query string, got {url!r}")
+    children = []
+    for key, value in (parameters or {}).items():
+        if not isinstance(key, str) or not isinstance(value, str) or not key:
+            raise ValueError(f"custom parameters are non-empty names with string values: {key!r}={value!r}")
+        if len(key) + len(value) >= PARAMETER_LIMIT:
+            raise ValueError(f"custom parameter {key!r} is too long (name and value under {PARAMETER_LIMIT})")
+        children.append(f"<Parameter name={_attribute(key)} value={_attribute(value)}/>")
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        f"<Response><Connect><Stream url={_attribute(url)}>{''.join(children)}</Stream></Connect></Response>"
+    )
+
+
+def _attribute(value: str) -> str:
+    # XML 1.0 cannot carry most control characters, even escaped.
+    if any(ord(c) < 0x20 and c not in "\t\n\r" for c in value):
+        raise ValueError(f"{value!r} holds a control character XML cannot carry")
+    return quoteattr(value, {"\n": "&#10;", "\r": "&#13;", "\t": "&#9;"})
+
+
+def say_twiml(text: str) -> str:
+    """TwiML that says ``text`` and hangs up (e.g. when the gateway is full)."""
+    return f'<?xml version="1.0" encoding="UTF-8"?><Response><Say>{escape(text)}</Say><Hangup/></Response>'
+
+
+class MissingExtra(EngineError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+
+class TwilioSignature:
+    """Checks ``X-Twilio-Signature`` on the voice webhook and on the media stream's upgrade.
+
+    Twilio signs each request with HMAC-SHA1 keyed by the account's auth token,
+    over the full URL it requested followed by the form parameters (sorted
+    by name, each name then its value); the stream's upgrade is a GET, signed
+    over its URL alone. The check is the ``twilio`` package's
+    ``RequestValidator`` (the ``engine[twilio]`` extra), imported only when a
+    token is configured. The token never appears in a repr or an error.
+    """
+
+    def __init__(self, auth_token: str) -> None:
+        if not isinstance(auth_token, str) or not auth_token:
+            raise ValueError("the Twilio auth token must be a non-empty string")
+        try:
+            from twilio.request_validator import (  # type: ignore[import-untyped, unused-ignore]
+                RequestValidator,
+            )
+        except ImportError:
+            raise MissingExtra(
+                "checking Twilio signatures needs the 'twilio' package: pip install 'engine[twilio]'"
+            ) from None
+        self._validator = RequestValidator(auth_token)
+
+    def __repr__(self) -> str:
+        return "<TwilioSignature token=***>"
+
+    def webhook(self, url: str, params: Mapping[str, str], signature: str | None) -> bool:
+        """True when ``signature`` signs this form POST to ``url`` (the URL Twilio requested)."""
+        if not signature:
+            return False
+        return bool(self._validator.validate(url, dict(params), signature))
+
+    def upgrade(self, url: str, signature: str | None) -> bool:
+        """True when ``signature`` signs the stream's WebSocket upgrade to ``url`` (no body)."""
+        if not signature:
+            return False
+        return bool(self._validator.validate(url, {}, signature))
