@@ -26,6 +26,7 @@ import ipaddress
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
+from urllib.parse import parse_qsl
 
 import anyio
 import attrs
@@ -186,7 +187,8 @@ class Gateway:
 
     async def _voice(self, request: Request) -> Response:
         dialect = self._dialect(request.url.path)
-        form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+        # Carriers post application/x-www-form-urlencoded; parsed here (no multipart dependency).
+        form = dict(parse_qsl((await request.body()).decode("utf-8", "replace"), keep_blank_values=True))
         if not self._signed(dialect, request.headers, _public_url(request.url, request.headers), form):
             return PlainTextResponse("forbidden: bad or missing signature\n", status_code=403)
         try:

@@ -131,7 +131,7 @@ async def serve_gateway(
     except ImportError:
         raise RuntimeError(_MISSING_EXTRA) from None
     config = Config()
-    config.bind = [f"fd://{sock.fileno()}"]
+    config.bind = [f"fd://{os.dup(sock.fileno())}"]  # hypercorn owns (and closes) the copy
     config.accesslog = None
     config.graceful_timeout = 1.0  # calls have ended by then: the drain ran first
 
