@@ -1,4 +1,4 @@
-"""The gateway's HTTP side, served by hypercorn in-process: health, readiness, metrics, webhooks, admission."""
+"""The gateway's HTTP side, served by hypercorn in-process: health, metrics, webhooks, admission."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ TOKEN = "twilio-auth-token-for-tests"
 
 
 def twilio_signature(url: str, params: dict[str, str], token: str = TOKEN) -> str:
-    """Twilio's scheme, written from its documentation (docs/carriers.md): HMAC-SHA1 over URL + sorted params."""
+    """Twilio's scheme from its documentation (docs/carriers.md): HMAC-SHA1 over URL + sorted params."""
     data = url + "".join(k + v for k, v in sorted(params.items()))
     return base64.b64encode(hmac.new(token.encode(), data.encode(), hashlib.sha1).digest()).decode()
 
@@ -107,17 +107,16 @@ async def test_a_bad_signature_is_refused_with_403() -> None:
 
 async def test_admission_refuses_at_max_calls_at_once() -> None:
     with anyio.fail_after(10):
-        async with running_gateway(max_calls=1) as served:
-            async with phone_call(served) as first:
-                await first.until(lambda: bool(served.gateway.registry.live))
-                status, _, body = await http(served.port, "GET", "/readyz")
-                assert (status, body) == (503, b"not ready: full\n")
-                status, _, _ = await http(served.port, "POST", "/twilio/voice")
-                assert status == 503
-                async with phone_call(served, start=False) as second:
-                    await second.until(lambda: second.closed is not None)
-                assert isinstance(second.closed, engine.ConnectionClosed)
-                assert second.closed.code == 1013
-                _, _, metrics = await http(served.port, "GET", "/metrics")
-                assert 'engine_calls_refused_total{reason="full"} 2.0' in metrics.decode()
-                assert len(served.gateway.registry.live) == 1  # the first call goes on
+        async with running_gateway(max_calls=1) as served, phone_call(served) as first:
+            await first.until(lambda: bool(served.gateway.registry.live))
+            status, _, body = await http(served.port, "GET", "/readyz")
+            assert (status, body) == (503, b"not ready: full\n")
+            status, _, _ = await http(served.port, "POST", "/twilio/voice")
+            assert status == 503
+            async with phone_call(served, start=False) as second:
+                await second.until(lambda: second.closed is not None)
+            assert isinstance(second.closed, engine.ConnectionClosed)
+            assert second.closed.code == 1013
+            _, _, metrics = await http(served.port, "GET", "/metrics")
+            assert 'engine_calls_refused_total{reason="full"} 2.0' in metrics.decode()
+            assert len(served.gateway.registry.live) == 1  # the first call goes on
