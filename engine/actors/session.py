@@ -514,8 +514,11 @@ class Session:
     async def update(self, config: SessionConfig) -> None:
         """Send a new configuration. Raises ``UpdateRejected`` if the server would refuse it now."""
         conv = self._live()
+        if not isinstance(config, SessionConfig):
+            raise TypeError(f"update(): config must be a SessionConfig, got {type(config).__name__}")
+        effects = conv.update(self.provider.prepare(self._with_tools(config)))  # raises before any change
         self._config = config
-        await self._apply(conv.update(self.provider.prepare(self._with_tools(config))))
+        await self._apply(effects)
 
     def audio_played(self, item_id: str, ms: float) -> None:
         """Tell the session how much of an assistant item your speaker has played (cumulative ms).

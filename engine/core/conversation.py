@@ -35,7 +35,9 @@ users (peers.md §2):
 from __future__ import annotations
 
 import binascii
+import json
 import logging
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -71,6 +73,7 @@ from engine.errors import UpdateRejected
 from engine.protocol import client as c
 from engine.protocol import server as s
 from engine.protocol import server_response as r
+from engine.protocol._wire import to_wire
 from engine.protocol.codec import AnyServerEvent
 from engine.protocol.config import SessionConfig
 from engine.protocol.items import Item
@@ -94,6 +97,26 @@ RESPONSE_TIMER = "response_created"
 STALL_TIMER = "response_stall"
 CANCEL_TIMER = "response_cancel"
 RETRY_TIMER = "retry_response"
+
+
+def _require(command: str, name: str, value: Any, kind: type | tuple[type, ...], expected: str) -> None:
+    """Refuse an argument of the wrong type at the call, before anything changes."""
+    if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _types(kind)):
+        raise TypeError(f"{command}(): {name} must be {expected}, got {type(value).__name__}")
+
+
+def _types(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+def _require_sendable(command: str, what: str, event: c.ClientEvent) -> None:
+    """Refuse, at the call, a client event that cannot be written as JSON (wrong field types, NaN)."""
+    try:
+        json.dumps(to_wire(event), allow_nan=False)
+    except TypeError as exc:
+        raise TypeError(f"{command}(): {what} cannot be sent: {exc}") from None
+    except (ValueError, RecursionError) as exc:
+        raise ValueError(f"{command}(): {what} cannot be sent: {exc}") from None
 
 
 @attrs.frozen(kw_only=True)
@@ -252,6 +275,10 @@ class Conversation:
 
     def audio_played(self, item_id: str, ms: float) -> list[Effect]:
         """The application's speaker has played ``ms`` of item ``item_id`` (cumulative)."""
+        _require("audio_played", "item_id", item_id, str, "a str")
+        _require("audio_played", "ms", ms, (int, float), "a number of milliseconds")
+        if not (math.isfinite(ms) and ms >= 0):
+            raise ValueError(f"audio_played(): ms must be finite and not negative, got {ms!r}")
         if self.ledger.played(item_id, ms) and ms > 0:
             # Only audio of this turn counts (the tail of an earlier answer may still be playing).
             started = self.ledger.first_delta_at(self.ledger.response_of(item_id))
@@ -268,6 +295,7 @@ class Conversation:
 
     def send_text(self, text: str) -> list[Effect]:
         """Add a user text message and ask for a response to it."""
+        _require("send_text", "text", text, str, "a str")
         if self._refuse_closed("send_text"):
             return self._flush()
         item = Item.user_text(text, id=self._new_id("item"))
@@ -278,6 +306,8 @@ class Conversation:
 
     def add_item(self, item: Item) -> list[Effect]:
         """Add any conversation item without asking for a response."""
+        _require("add_item", "item", item, Item, "an engine.protocol.items.Item")
+        _require_sendable("add_item", "the item", c.ConversationItemCreate(item=item))
         if self._refuse_closed("add_item"):
             return self._flush()
         if item.id is None:
@@ -288,6 +318,9 @@ class Conversation:
 
     def create_response(self, params: c.ResponseParams | None = None) -> list[Effect]:
         """Ask for a response; coalesced with any already in flight."""
+        if params is not None:
+            _require("create_response", "params", params, c.ResponseParams, "a ResponseParams or None")
+            _require_sendable("create_response", "the params", c.ResponseCreate(response=params))
         self._request_response(params)
         return self._flush()
 
@@ -322,6 +355,7 @@ class Conversation:
 
     def update(self, config: SessionConfig) -> list[Effect]:
         """Send a new configuration. Raises :class:`UpdateRejected` if the server would refuse it."""
+        _require("update", "config", config, SessionConfig, "a SessionConfig")
         if self._refuse_closed("update"):
             return self._flush()
         if (
@@ -340,6 +374,9 @@ class Conversation:
 
     def tool_result(self, call_id: str, output: str, *, is_error: bool = False) -> list[Effect]:
         """Answer a call exactly once; the follow-up response is coalesced."""
+        _require("tool_result", "call_id", call_id, str, "a str")
+        _require("tool_result", "output", output, str, "a str (the JSON text of the result)")
+        _require("tool_result", "is_error", is_error, bool, "a bool")
         if self._refuse_closed("tool_result"):
             return self._flush()
         call = self.calls.get(call_id)
