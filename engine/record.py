@@ -37,6 +37,7 @@ from engine.protocol.config import config_from_wire
 from engine.protocol.items import Item
 from engine.protocol.server import UnknownServerEvent
 from engine.protocol.server_response import ResponseOutputAudioDelta
+from engine.redaction import redact
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ class Recorder:
 
     def write(self, line: dict[str, Any]) -> None:
         """Append one record."""
-        self._file.write(json.dumps(line, separators=(",", ":")) + "\n")
+        self._file.write(redact(json.dumps(line, separators=(",", ":"))) + "\n")  # a server may echo the key
 
     def close(self) -> None:
         """Flush and close the file."""

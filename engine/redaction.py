@@ -84,18 +84,19 @@ class _Registry:
     """Every live :class:`Secret` (weakly) and the most recent transient ones."""
 
     def __init__(self) -> None:
-        self._secrets: weakref.WeakSet[Secret] = weakref.WeakSet()
+        # By identity: equal secrets held by different owners each count (a WeakSet would keep one).
+        self._secrets: weakref.WeakValueDictionary[int, Secret] = weakref.WeakValueDictionary()
         self._transient: collections.deque[Secret] = collections.deque(maxlen=_TRANSIENT_KEPT)
 
     def add(self, secret: Secret) -> None:
-        self._secrets.add(secret)
+        self._secrets[id(secret)] = secret
 
     def keep(self, secret: Secret) -> None:
         """Hold a secret nobody else holds (a per-connection session key) for a while."""
         self._transient.append(secret)
 
     def forms(self) -> list[str]:
-        found = {form for secret in list(self._secrets) for form in secret._forms}
+        found = {form for secret in list(self._secrets.values()) for form in secret._forms}
         return sorted(found, key=len, reverse=True)
 
 
