@@ -772,8 +772,8 @@ class Conversation:
     def _on_audio_delta(self, event: r.ResponseOutputAudioDelta) -> None:
         # Most server events are this one: locals and one Emit, nothing else.
         rid = event.response_id
-        if (rid != self._response_id or self._resp.state != "generating") and not self._in_flight(event, rid):
-            return  # e.g. the response was cut off: its late audio must not play
+        if rid in self._interrupted:
+            return  # the response was cut off; its late audio must not play
         try:
             pcm = binascii.a2b_base64(event.delta, strict_mode=True)
         except (binascii.Error, ValueError) as exc:
@@ -782,6 +782,8 @@ class Conversation:
                 f"audio delta for item {event.item_id} is not base64: {exc}",
                 source="protocol",
             )
+            return
+        if (rid != self._response_id or self._resp.state != "generating") and not self._in_flight(event, rid):
             return
         self._audio_produced = True
         now = self._heard = self._clock()
