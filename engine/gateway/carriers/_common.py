@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import binascii
 import json
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
+from xml.sax.saxutils import quoteattr
 
-from engine.gateway.carriers.base import Malformed
+from engine.gateway.carriers.base import CarrierEvent, CarrierStateError, Malformed, Media
 
 AWAITING_START = "awaiting_start"
 STREAMING = "streaming"
@@ -134,6 +135,108 @@ def parameters_field(obj: Mapping[str, Any], key: str, where: str) -> dict[str, 
     return dict(value)
 
 
+def xml_attribute(value: str) -> str:
+    """``value`` as a quoted XML attribute. Raises ``ValueError`` for a character XML 1.0 cannot carry."""
+    if any(ord(c) < 0x20 and c not in "\t\n\r" for c in value):
+        raise ValueError(f"{value!r} holds a control character XML cannot carry")
+    return quoteattr(value, {"\n": "&#10;", "\r": "&#13;", "\t": "&#9;"})
+
+
 def json_string(value: str) -> str:
     """``value`` as a JSON string literal (for frames built by concatenation)."""
     return json.dumps(value, ensure_ascii=False)
+
+
+class JsonMediaStream:
+    """The receive side both dialects share: JSON text frames with an ``event``, checked against the table.
+
+    A dialect sets :attr:`name`, :attr:`ID_KEY` (the frame field naming the
+    stream) and :attr:`HANDLERS` (one per event it receives; a handler raises
+    :class:`Bad` for a field that does not fit), and builds its own outgoing
+    frames. ``receive`` runs for every 20 ms frame of every call: a
+    well-formed ``media`` frame takes a short path of a few lookups; anything
+    else takes the general path, which says precisely what is wrong.
+    """
+
+    name: ClassVar[str] = ""
+    ID_KEY: ClassVar[str] = ""
+    HANDLERS: ClassVar[dict[str, Callable[[Any, Mapping[str, Any]], CarrierEvent]]] = {}
+
+    def __init__(self) -> None:
+        self.state = AWAITING_START
+        self._stream_id = ""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.state} stream={self._stream_id or None}>"
+
+    def receive(self, text: str) -> list[CarrierEvent]:
+        """Decode one text frame; a bad or out-of-order frame is :class:`Malformed`."""
+        if self.state == STREAMING:
+            fast = self._fast_media(text)
+            if fast is not None:
+                return [fast]
+        frame = parse(text)
+        if isinstance(frame, Malformed):
+            return [frame]
+        event: str = frame["event"]
+        handler = self.HANDLERS.get(event)
+        if handler is None:
+            return [Malformed(reason=f"unknown event {clip(event)!r}", raw=clip(text))]
+        after = TRANSITIONS[self.state].get(event)
+        if after is None:
+            return [out_of_order(event, self.state, text)]
+        stream_id = frame.get(self.ID_KEY)
+        if self._stream_id and stream_id is not None and stream_id != self._stream_id:
+            reason = f"'{event}' for another stream: {clip(str(stream_id))!r}"
+            return [Malformed(reason=reason, raw=clip(text))]
+        try:
+            out = handler(self, frame)
+        except Bad as exc:
+            return [Malformed(reason=str(exc), raw=clip(text))]
+        self.state = after
+        return [out]
+
+    def _fast_media(self, text: str) -> Media | None:
+        try:
+            frame = json.loads(text)
+        except (ValueError, RecursionError):
+            return None
+        if type(frame) is not dict or frame.get("event") != "media":
+            return None
+        if frame.get(self.ID_KEY, self._stream_id) != self._stream_id:
+            return None
+        media = frame.get("media")
+        if type(media) is not dict:
+            return None
+        payload, chunk, timestamp = media.get("payload"), media.get("chunk"), media.get("timestamp")
+        if (
+            type(payload) is not str
+            or type(chunk) is not str
+            or type(timestamp) is not str
+            or not (chunk.isdecimal() and chunk.isascii() and len(chunk) <= 18)
+            or not (timestamp.isdecimal() and timestamp.isascii() and len(timestamp) <= 18)
+        ):
+            return None
+        try:
+            audio = binascii.a2b_base64(payload, strict_mode=True)
+        except (binascii.Error, ValueError):
+            return None
+        return Media(payload=audio, chunk=int(chunk), timestamp_ms=int(timestamp))
+
+    def receive_bytes(self, data: bytes) -> list[CarrierEvent]:
+        """Both carriers send JSON text frames only."""
+        return [Malformed(reason=f"binary frame ({len(data)} bytes); {self.name} sends JSON text")]
+
+    def _check_streaming(self, what: str) -> None:
+        if self.state != STREAMING:
+            raise CarrierStateError(f"cannot send {what} to {self.name} in state {self.state}")
+
+    def _media_event(self, frame: Mapping[str, Any]) -> CarrierEvent:
+        media = frame.get("media")
+        if not isinstance(media, dict):
+            raise Bad("'media' is not an object")
+        return Media(
+            payload=payload_field(media, "media"),
+            chunk=number_field(media, "chunk", "media"),
+            timestamp_ms=number_field(media, "timestamp", "media"),
+        )

@@ -7,46 +7,37 @@ links to Twilio's pages. In short: Twilio sends ``connected``, ``start``,
 and ``stop``; on a bidirectional stream (``<Connect><Stream>``) we send
 ``media``, ``mark`` and ``clear``, each with the ``streamSid``.
 
-The state machine is the shared table of :mod:`engine.gateway.carriers._common`.
-``receive`` runs for every 20 ms frame of every call, so it does one
-``json.loads``, one strict base64 decode and a few dict lookups for ``media``;
-the frames we send are built by concatenation around the JSON-encoded
-``streamSid`` computed once at ``start``.
+The state machine and the receive path are shared with the Telnyx dialect
+(:mod:`engine.gateway.carriers._common`); ``receive`` runs for every 20 ms
+frame of every call, so a ``media`` frame costs one ``json.loads``, one strict
+base64 decode and a few lookups. The frames we send are built by
+concatenation around the JSON-encoded ``streamSid`` computed once at ``start``.
 """
 
 from __future__ import annotations
 
 import binascii
-import json
 from collections.abc import Callable, Mapping
-from typing import Any
-from xml.sax.saxutils import escape, quoteattr
+from typing import Any, ClassVar
+from xml.sax.saxutils import escape
 
 from engine.errors import EngineError
 from engine.gateway.carriers._common import (
-    AWAITING_START,
-    STREAMING,
-    TRANSITIONS,
     Bad,
+    JsonMediaStream,
     clip,
     digit_field,
     json_string,
-    number_field,
-    out_of_order,
     parameters_field,
-    parse,
-    payload_field,
     section,
     text_field,
+    xml_attribute,
 )
 from engine.gateway.carriers.base import (
     CarrierEvent,
-    CarrierStateError,
     Connected,
     Dtmf,
-    Malformed,
     MarkDone,
-    Media,
     MediaFormat,
     Started,
     Stopped,
@@ -58,85 +49,19 @@ PARAMETER_LIMIT = 500
 """Twilio's limit on a custom parameter's name and value together, in characters."""
 
 
-class TwilioStream:
+class TwilioStream(JsonMediaStream):
     """One Twilio Media Stream (one call), sans-IO; see the module docstring."""
 
     name = "twilio"
+    ID_KEY = "streamSid"
 
     def __init__(self) -> None:
-        self.state = AWAITING_START
+        super().__init__()
         self.started: Started | None = None
         """The ``start`` metadata once it arrived."""
-        self._sid = ""
         self._media_prefix = ""
         self._mark_prefix = ""
         self._clear = ""
-
-    def __repr__(self) -> str:
-        return f"<TwilioStream {self.state} stream={self._sid or None}>"
-
-    def receive(self, text: str) -> list[CarrierEvent]:
-        """Decode one text frame from Twilio; a bad or out-of-order frame is :class:`Malformed`."""
-        fast = self._fast_media(text)
-        if fast is not None:
-            return [fast]
-        frame = parse(text)
-        if isinstance(frame, Malformed):
-            return [frame]
-        event: str = frame["event"]
-        handler = _HANDLERS.get(event)
-        if handler is None:
-            return [Malformed(reason=f"unknown event {clip(event)!r}", raw=clip(text))]
-        after = TRANSITIONS[self.state].get(event)
-        if after is None:
-            return [out_of_order(event, self.state, text)]
-        sid = frame.get("streamSid")
-        if self._sid and sid is not None and sid != self._sid:
-            return [Malformed(reason=f"'{event}' for another stream: {clip(str(sid))!r}", raw=clip(text))]
-        try:
-            out = handler(self, frame)
-        except Bad as exc:
-            return [Malformed(reason=str(exc), raw=clip(text))]
-        self.state = after
-        return [out]
-
-    def _fast_media(self, text: str) -> Media | None:
-        """The common case, a well-formed ``media`` frame while streaming, in a few lookups.
-
-        Anything unusual returns None and takes the general path, which gives
-        the same result or says precisely what is wrong.
-        """
-        if self.state != STREAMING:
-            return None
-        try:
-            frame = json.loads(text)
-        except (ValueError, RecursionError):
-            return None
-        if type(frame) is not dict or frame.get("event") != "media":
-            return None
-        if frame.get("streamSid", self._sid) != self._sid:
-            return None
-        media = frame.get("media")
-        if type(media) is not dict:
-            return None
-        payload, chunk, timestamp = media.get("payload"), media.get("chunk"), media.get("timestamp")
-        if (
-            type(payload) is not str
-            or type(chunk) is not str
-            or type(timestamp) is not str
-            or not (chunk.isdecimal() and chunk.isascii() and len(chunk) <= 18)
-            or not (timestamp.isdecimal() and timestamp.isascii() and len(timestamp) <= 18)
-        ):
-            return None
-        try:
-            audio = binascii.a2b_base64(payload, strict_mode=True)
-        except (binascii.Error, ValueError):
-            return None
-        return Media(payload=audio, chunk=int(chunk), timestamp_ms=int(timestamp))
-
-    def receive_bytes(self, data: bytes) -> list[CarrierEvent]:
-        """Twilio sends text frames only."""
-        return [Malformed(reason=f"binary frame ({len(data)} bytes); Twilio sends JSON text")]
 
     def media(self, audio: bytes) -> str:
         """A ``media`` frame that plays ``audio`` (μ-law 8 kHz, no header) to the caller."""
@@ -154,10 +79,6 @@ class TwilioStream:
         """A ``clear`` frame: Twilio drops the audio it holds and echoes the marks it dropped."""
         self._check_streaming("clear")
         return self._clear
-
-    def _check_streaming(self, what: str) -> None:
-        if self.state != STREAMING:
-            raise CarrierStateError(f"cannot send {what} to Twilio in state {self.state}")
 
     # Handlers: one per event Twilio sends; they raise Bad for a field that does not fit.
 
@@ -187,22 +108,12 @@ class TwilioStream:
             media_format=MediaFormat(encoding=encoding, rate=8000, channels=1),
             custom_parameters=parameters_field(start, "customParameters", "start"),
         )
-        self.started, self._sid = started, sid
+        self.started, self._stream_id = started, sid
         quoted = json_string(sid)
         self._media_prefix = '{"event":"media","streamSid":' + quoted + ',"media":{"payload":"'
         self._mark_prefix = '{"event":"mark","streamSid":' + quoted + ',"mark":{"name":'
         self._clear = '{"event":"clear","streamSid":' + quoted + "}"
         return started
-
-    def _media(self, frame: Mapping[str, Any]) -> CarrierEvent:
-        media = frame.get("media")
-        if not isinstance(media, dict):
-            raise Bad("'media' is not an object")
-        return Media(
-            payload=payload_field(media, "media"),
-            chunk=number_field(media, "chunk", "media"),
-            timestamp_ms=number_field(media, "timestamp", "media"),
-        )
 
     def _dtmf(self, frame: Mapping[str, Any]) -> CarrierEvent:
         return Dtmf(digit=digit_field(section(frame, "dtmf"), "dtmf"))
@@ -213,15 +124,14 @@ class TwilioStream:
     def _stop(self, frame: Mapping[str, Any]) -> CarrierEvent:
         return Stopped(reason="stop")
 
-
-_HANDLERS: dict[str, Callable[[TwilioStream, Mapping[str, Any]], CarrierEvent]] = {
-    "connected": TwilioStream._connected,
-    "start": TwilioStream._start,
-    "media": TwilioStream._media,
-    "dtmf": TwilioStream._dtmf,
-    "mark": TwilioStream._mark,
-    "stop": TwilioStream._stop,
-}
+    HANDLERS: ClassVar[dict[str, Callable[[Any, Mapping[str, Any]], CarrierEvent]]] = {
+        "connected": _connected,
+        "start": _start,
+        "media": JsonMediaStream._media_event,
+        "dtmf": _dtmf,
+        "mark": _mark,
+        "stop": _stop,
+    }
 
 
 def connect_twiml(url: str, parameters: Mapping[str, str] | None = None) -> str:
@@ -245,18 +155,9 @@ def connect_twiml(url: str, parameters: Mapping[str, str] | None = None) -> str:
             raise ValueError(f"custom parameters are non-empty names with string values: {key!r}={value!r}")
         if len(key) + len(value) >= PARAMETER_LIMIT:
             raise ValueError(f"custom parameter {key!r} is too long (name and value under {PARAMETER_LIMIT})")
-        children.append(f"<Parameter name={_attribute(key)} value={_attribute(value)}/>")
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?>'
-        f"<Response><Connect><Stream url={_attribute(url)}>{''.join(children)}</Stream></Connect></Response>"
-    )
-
-
-def _attribute(value: str) -> str:
-    # XML 1.0 cannot carry most control characters, even escaped.
-    if any(ord(c) < 0x20 and c not in "\t\n\r" for c in value):
-        raise ValueError(f"{value!r} holds a control character XML cannot carry")
-    return quoteattr(value, {"\n": "&#10;", "\r": "&#13;", "\t": "&#9;"})
+        children.append(f"<Parameter name={xml_attribute(key)} value={xml_attribute(value)}/>")
+    stream = f"<Stream url={xml_attribute(url)}>{''.join(children)}</Stream>"
+    return f'<?xml version="1.0" encoding="UTF-8"?><Response><Connect>{stream}</Connect></Response>'
 
 
 def say_twiml(text: str) -> str:
