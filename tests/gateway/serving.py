@@ -68,6 +68,26 @@ def weather_agent(**kwargs: Any) -> Agent:
     return agent
 
 
+class Seen:
+    """A sync agent callback that records every event and wakes :meth:`until`."""
+
+    def __init__(self) -> None:
+        self.events: list[object] = []
+        self._changed = anyio.Event()
+
+    def __call__(self, event: object) -> None:
+        self.events.append(event)
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    def of(self, kind: type[Any]) -> list[Any]:
+        return [e for e in self.events if isinstance(e, kind)]
+
+    async def until(self, done: Any) -> None:
+        while not done():
+            await self._changed.wait()
+
+
 @attrs.define
 class Served:
     """A gateway being served: its object, port, the local realtime server behind it, and its stop."""
@@ -92,9 +112,10 @@ async def running_gateway(
     pace: float = 0.0,
     drain_timeout: float = 5.0,
     mark_every: int = 1,
+    expected_key: str | None = None,
 ) -> AsyncIterator[Served]:
     """Serve a gateway in-process on 127.0.0.1 port 0 until the block ends (then drain)."""
-    async with LocalServer(pace=pace, ping_interval=None).running() as server:
+    async with LocalServer(pace=pace, ping_interval=None, expected_key=expected_key).running() as server:
         gateway = Gateway(
             agent or weather_agent(settings=engine.SessionSettings(ready_timeout=3, close_timeout=1)),
             max_calls=max_calls,
@@ -178,6 +199,7 @@ class Phone:
         self.echoed: list[str] = []
         self.cleared_marks: list[str] = []
         self.clears = 0
+        self.played_at_clear = 0.0
         self._queue: list[bytes | str] = []  # audio to play, and mark names, in order
         self._wake = anyio.Event()
         self._changed = anyio.Event()
@@ -263,6 +285,7 @@ class Phone:
                         self._queue.append(frame["mark"]["name"])
                     elif kind == "clear":
                         self.clears += 1
+                        self.played_at_clear = self.played_ms
                         dropped = [x for x in self._queue if isinstance(x, str)]
                         self._queue.clear()
                         for name in dropped:

@@ -1,0 +1,142 @@
+"""The phone bridge end to end: a Twilio-like phone -> the gateway (hypercorn) -> the local realtime server."""
+
+from __future__ import annotations
+
+import logging
+
+import anyio
+import pytest
+
+import engine
+from engine.core import events as ev
+from engine.gateway.calls import CALLER_HUNG_UP
+from engine.gateway.events import Dtmf
+from tests.gateway.serving import Seen, phone_call, running_gateway, ulaw_silence, ulaw_speech, weather_agent
+
+pytestmark = pytest.mark.anyio
+
+FAST = engine.SessionSettings(ready_timeout=3, close_timeout=1)
+
+
+def recording_agent() -> tuple[engine.Agent, Seen]:
+    agent = weather_agent(settings=FAST)
+    seen = Seen()
+    agent.on()(seen)
+    return agent, seen
+
+
+async def test_a_voice_turn_with_a_tool_call_in_g711_end_to_end() -> None:
+    agent, seen = recording_agent()
+    with anyio.fail_after(10):
+        async with running_gateway(agent) as served, phone_call(served, speed=8) as phone:
+            served.server.say_next("What's the weather in Paris?")
+            await phone.speak(ulaw_speech())
+            await phone.speak(ulaw_silence(600))
+            await seen.until(lambda: seen.of(ev.TurnMetrics))
+            await phone.until(lambda: phone.echoed and not phone.events("media")[len(phone.echoed) :])
+            assert agent.calls == ["Paris"]  # type: ignore[attr-defined]
+            # μ-law passed through: the session was configured for it, in and out.
+            connection = served.server.connections[0]
+            media = phone.events("media")
+            assert media and all(m["streamSid"] == phone.stream_sid for m in media)
+            # A mark after each chunk; each echoed once played.
+            assert len(phone.events("mark")) == len(media)
+            turn = seen.of(ev.TurnMetrics)[0]
+            assert turn.time_to_first_audio is not None
+            assert connection is not None
+
+
+async def test_dtmf_reaches_the_agent_as_a_typed_event() -> None:
+    agent, seen = recording_agent()
+    with anyio.fail_after(10):
+        async with running_gateway(agent) as served, phone_call(served) as phone:
+            await seen.until(lambda: seen.of(ev.SessionReady))
+            for digit in "1#":
+                await phone.press(digit)
+            await seen.until(lambda: len(seen.of(Dtmf)) == 2)
+            live = served.gateway.registry.live[0]
+            assert seen.of(Dtmf) == [
+                Dtmf(digit="1", call_id=live.id),
+                Dtmf(digit="#", call_id=live.id),
+            ]
+
+
+async def test_garbage_from_the_carrier_is_logged_and_the_call_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    agent, seen = recording_agent()
+    with anyio.fail_after(10):
+        async with running_gateway(agent) as served, phone_call(served) as phone:
+            await seen.until(lambda: seen.of(ev.SessionReady))
+            with caplog.at_level(logging.WARNING, logger="engine.gateway"):
+                for junk in ("not json", "[1, 2]", '{"event": "party"}', '{"event": "media", "media": {}}'):
+                    await phone.transport.send(junk)
+                await phone.press("5")
+                await seen.until(lambda: seen.of(Dtmf))
+            logged = [
+                r.getMessage() for r in caplog.records if "unusable frame from the carrier" in r.getMessage()
+            ]
+            assert len(logged) == 4
+            assert served.gateway.registry.live and phone.closed is None  # the call goes on
+
+
+async def test_caller_hang_up_mid_response_closes_cleanly_with_the_reason(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    agent, seen = recording_agent()
+    with anyio.fail_after(10), caplog.at_level(logging.INFO, logger="engine.gateway.calls"):
+        async with running_gateway(agent, pace=1.0) as served, phone_call(served) as phone:
+            await seen.until(lambda: seen.of(ev.SessionReady))
+            served.server.say_next("Tell me a long story about the sea and the wind.")
+            await phone.speak(ulaw_speech())
+            await phone.speak(ulaw_silence(600))
+            await phone.until(lambda: bool(phone.events("media")))  # the assistant is speaking
+            live = served.gateway.registry.live[0]
+            await phone.hang_up()
+            await phone.until(lambda: phone.closed is not None)
+            await served.gateway.registry.wait_idle()
+        assert live.end_reason == CALLER_HUNG_UP and not live.failed
+        closed = seen.of(ev.Closed)
+        assert len(closed) == 1 and closed[0].error is None
+        assert isinstance(phone.closed, engine.ConnectionClosed) and phone.closed.code == 1000
+        ended = [r.getMessage() for r in caplog.records if r.getMessage().startswith("call ended")]
+        assert len(ended) == 1
+        assert f"call_id={phone.call_sid} stream_id={phone.stream_sid}" in ended[0]
+        assert "reason='caller hung up'" in ended[0]
+
+
+async def test_barge_in_truncates_at_what_the_carrier_played_within_one_mark() -> None:
+    agent, seen = recording_agent()
+    with anyio.fail_after(10):
+        async with running_gateway(agent) as served, phone_call(served, speed=4) as phone:
+            await seen.until(lambda: seen.of(ev.SessionReady))
+            served.server.say_next(
+                "Please tell me a long story about the sea, the wind and the old lighthouse."
+            )
+            await phone.speak(ulaw_speech())
+            await phone.speak(ulaw_silence(600))
+            await phone.until(lambda: phone.played_ms >= 300)  # the caller has heard some of the answer
+            await phone.speak(ulaw_speech(0.8))  # and cuts in
+            await seen.until(lambda: seen.of(ev.Interrupted))
+            await phone.until(lambda: phone.clears >= 1)
+            cut = seen.of(ev.Interrupted)[0]
+            assert cut.played_ms is not None
+            mark_ms = max(len(m["media"]["payload"]) * 3 // 4 for m in phone.events("media")) / 8
+            # The truncation is what the carrier acknowledged: behind what it played, by one mark at most.
+            assert phone.played_at_clear - mark_ms - 1 <= cut.played_ms <= phone.played_at_clear + 1
+            # The marks that clear dropped were echoed by the carrier, and did not count as played.
+            assert served.gateway.registry.live  # the call goes on
+
+
+async def test_a_session_that_cannot_go_on_apologises_then_ends_the_call() -> None:
+    agent, seen = recording_agent()
+    with anyio.fail_after(10):
+        # The realtime server refuses the key (401): fatal, never retried.
+        async with running_gateway(agent, expected_key="another-key") as served, phone_call(served) as phone:
+            await phone.until(lambda: phone.closed is not None)
+            await served.gateway.registry.wait_idle()
+            apology = phone.events("media")
+            assert apology and phone.events("mark")[-1]["mark"]["name"] == "apology"
+            assert phone.echoed[-1] == "apology"  # the socket closed only once the tones had played
+            assert isinstance(phone.closed, engine.ConnectionClosed) and phone.closed.code == 1000
+            assert served.gateway.metrics.calls_failed.labels(carrier="twilio")._value.get() == 1
