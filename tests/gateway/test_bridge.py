@@ -1,4 +1,4 @@
-"""The phone bridge end to end: a Twilio-like phone -> the gateway (hypercorn) -> the local realtime server."""
+"""The phone bridge end to end: a Twilio-like phone, the gateway (hypercorn), the local realtime server."""
 
 from __future__ import annotations
 
@@ -129,7 +129,7 @@ async def test_barge_in_truncates_at_what_the_carrier_played_within_one_mark() -
 
 
 async def test_a_session_that_cannot_go_on_apologises_then_ends_the_call() -> None:
-    agent, seen = recording_agent()
+    agent, _ = recording_agent()
     with anyio.fail_after(10):
         # The realtime server refuses the key (401): fatal, never retried.
         async with running_gateway(agent, expected_key="another-key") as served, phone_call(served) as phone:
