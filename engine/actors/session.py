@@ -158,7 +158,12 @@ class Session:
         self._tools[tool.name] = tool
 
     def on(self, *types: type[E]) -> Callable[[F], F]:
-        """Register a callback (sync or async) for these event types (all events if none)."""
+        """Register a callback (sync or async) for these event types (all events if none).
+
+        A sync callback is called inline and must be quick: one call longer than
+        ``settings.slow_callback_threshold`` is reported (``Error`` ``slow_callback``) and
+        from then on it is called in a worker thread (so it must not call the session).
+        """
 
         def register(callback: F) -> F:
             kinds = types or None
@@ -545,7 +550,11 @@ class Session:
         return result
 
     def events(self, *types: type) -> EventStream:
-        """An async iterator of the same events as the callbacks (from now on); ends at close."""
+        """An async iterator of the same events as the callbacks (from now on); ends at close.
+
+        Close it with ``aclose()`` or ``async with`` when done early; one left with
+        ``break`` and no longer referenced is released when it is collected.
+        """
         return self._dispatcher.stream(types or None)
 
     # ------------------------------------------------------------------ plumbing
