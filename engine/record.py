@@ -29,7 +29,7 @@ import attrs
 from engine.core import effects as fx
 from engine.core import events as ev
 from engine.core.conversation import Conversation, CoreOptions
-from engine.errors import UpdateRejected
+from engine.errors import UpdateRejected, clip
 from engine.protocol._wire import from_wire, to_wire
 from engine.protocol.client import ResponseParams
 from engine.protocol.codec import decode
@@ -72,8 +72,18 @@ class Recorder:
         self._file: IO[str] = self.path.open("w", encoding="utf-8")
 
     def write(self, line: dict[str, Any]) -> None:
-        """Append one record."""
-        self._file.write(redact(json.dumps(line, separators=(",", ":"))) + "\n")  # a server may echo the key
+        """Append one record; one that cannot be written as JSON leaves a marker in its place.
+
+        A recording must never end a session: a value nested too deep for
+        ``json.dumps`` (``RecursionError``) or not JSON at all becomes an
+        ``unrecordable`` record saying what it was (replay skips it).
+        """
+        try:
+            text = json.dumps(line, separators=(",", ":"))
+        except (TypeError, ValueError, RecursionError) as exc:
+            log.warning("a %s record could not be written: %s", line.get("kind"), type(exc).__name__)
+            text = json.dumps(_marker(line, exc), separators=(",", ":"))
+        self._file.write(redact(text) + "\n")  # a server may have echoed the key
 
     def close(self) -> None:
         """Flush and close the file."""
@@ -119,11 +129,14 @@ class RecordingConversation:
 
     def _receive(self, event: Any) -> list[fx.Effect]:
         line: dict[str, Any] = {"kind": "server", "t": self._clock()}
-        if isinstance(event, ResponseOutputAudioDelta) and not self._recorder.audio:
-            line["event"] = _wire_form(attrs.evolve(event, delta=""))
-            line["audio_bytes"] = len(event.delta) * 3 // 4 - event.delta[-2:].count("=")
-        else:
-            line["event"] = _wire_form(event)
+        try:
+            if isinstance(event, ResponseOutputAudioDelta) and not self._recorder.audio:
+                line["event"] = _wire_form(attrs.evolve(event, delta=""))
+                line["audio_bytes"] = len(event.delta) * 3 // 4 - event.delta[-2:].count("=")
+            else:
+                line["event"] = _wire_form(event)
+        except RecursionError as exc:  # decode refuses deep nesting; this is the last guard
+            line = _marker({**line, "event": {"type": getattr(event, "type", type(event).__name__)}}, exc)
         self._recorder.write(line)
         return self._outputs(self._conv.receive(event))
 
@@ -137,6 +150,19 @@ class RecordingConversation:
                     {"kind": "state", "t": now, "old": effect.event.old, "new": effect.event.new}
                 )
         return effects
+
+
+def _marker(line: dict[str, Any], exc: BaseException) -> dict[str, Any]:
+    """What is written instead of a record that cannot be: its kind, time, event type and why."""
+    event = line.get("event")
+    kind = event.get("type") if isinstance(event, dict) else None
+    return {
+        "kind": "unrecordable",
+        "t": line.get("t"),
+        "of": line.get("kind"),
+        "type": kind if isinstance(kind, str) else None,
+        "why": clip(f"{type(exc).__name__}: {exc}", 200),
+    }
 
 
 def _wire_form(event: Any) -> dict[str, Any]:

@@ -45,7 +45,7 @@ from engine.core.diagram import diagram
 from engine.core.states import Phase, State
 from engine.errors import ConnectionClosed, EngineError, ProtocolError, SessionClosed, TransportError, leaves
 from engine.protocol.client import ResponseParams
-from engine.protocol.codec import decode, encode
+from engine.protocol.codec import RepairedMessage, decode, encode
 from engine.protocol.config import SessionConfig
 from engine.protocol.items import Item
 from engine.providers import Provider
@@ -590,6 +590,8 @@ class Session:
                 return
             try:
                 event = decode(text)
+            except RepairedMessage as exc:  # text UTF-8 cannot carry was replaced: report, then go on
+                effects = conv.protocol_error(str(exc), exc.code) + feed(exc.event)
             except ProtocolError as exc:
                 effects = conv.protocol_error(str(exc))
             else:

@@ -3,22 +3,41 @@
 ``decode`` is tolerant in what it accepts and strict in what it promises: an
 unknown ``type`` becomes :class:`UnknownServerEvent`, missing optional fields
 take defaults, and everything else that is wrong (bad JSON, not an object, no
-``type``, a field of the wrong type) raises exactly one exception,
-:class:`~engine.errors.ProtocolError`, carrying the clipped raw text.
+``type``, a field of the wrong type, nesting deeper than :data:`MAX_DEPTH`)
+raises exactly one exception, :class:`~engine.errors.ProtocolError`, carrying
+the clipped raw text. Text UTF-8 cannot carry (a lone surrogate escape such as
+``"\\ud83d"``) is repaired to U+FFFD and the event still comes out, inside a
+:class:`RepairedMessage` (a ``ProtocolError`` to report, then ``event`` to use).
+``encode`` never returns text UTF-8 cannot encode.
 """
 
 from __future__ import annotations
 
 import binascii
 import json
+import logging
+import types
+import typing
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar, Union
 
 from engine.errors import ProtocolError
 from engine.protocol import server as s
 from engine.protocol import server_response as r
 from engine.protocol._wire import WireTypeError, decoder_for, from_wire, to_wire
 from engine.protocol.client import CLIENT_EVENTS, ClientEvent
+from engine.protocol.text import depth_exceeds, repair_data, repair_text
+
+log = logging.getLogger(__name__)
+
+MAX_DEPTH = 64
+"""Deepest nesting of arrays and objects accepted in a server message.
+
+GA events nest a few levels (a tool's JSON schema echoed back a few more);
+anything near Python's recursion limit would fail later, when the event is
+copied or recorded, so it is refused here as a protocol error.
+"""
+
 
 ServerEvent = (
     s.Error
@@ -73,6 +92,21 @@ ServerEvent = (
 
 AnyServerEvent = ServerEvent | s.UnknownServerEvent
 
+
+class RepairedMessage(ProtocolError):
+    """A server message that decoded only after repairs: report it, then use ``event``.
+
+    Raised by :func:`decode` when strings held lone surrogates (replaced by
+    U+FFFD); ``code`` is the ``Error`` code to report.
+    """
+
+    code = "invalid_text"
+
+    def __init__(self, message: str, raw: str, event: AnyServerEvent) -> None:
+        super().__init__(message, raw)
+        self.event = event
+
+
 SERVER_EVENTS: dict[str, type[ServerEvent]] = {
     cls.TYPE: cls
     for cls in (
@@ -101,10 +135,22 @@ _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def encode(event: ClientEvent | AnyServerEvent) -> str:
-    """Serialise an event to the exact JSON text the peer expects (no ``null`` noise)."""
-    if isinstance(event, s.UnknownServerEvent):
-        return _dumps(event.raw)
-    return _dumps(to_wire(event))
+    """Serialise an event to the exact JSON text the peer expects (no ``null`` noise).
+
+    The text is always encodable as UTF-8: a lone surrogate that got this far
+    (the edges refuse or repair them first) becomes U+FFFD instead of a
+    message the socket cannot send.
+    """
+    text: str = _dumps(event.raw if isinstance(event, s.UnknownServerEvent) else to_wire(event))
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            log.warning(
+                "a %s held text UTF-8 cannot encode; replaced by U+FFFD", getattr(event, "TYPE", "message")
+            )
+            text = repair_text(text)
+    return text
 
 
 def encode_audio_append(pcm: bytes) -> str:
@@ -130,6 +176,8 @@ def _parse(text: str | bytes) -> tuple[str, dict[str, Any]]:
         raise ProtocolError(f"malformed JSON: {type(exc).__name__}: {exc}", _as_text(text)) from None
     if not isinstance(data, dict):
         raise ProtocolError(f"expected a JSON object, got {type(data).__name__}", _as_text(text))
+    if depth_exceeds(data, MAX_DEPTH):
+        raise ProtocolError(f"message nested deeper than {MAX_DEPTH} levels", _as_text(text))
     kind = data.get("type")
     if not isinstance(kind, str) or not kind:
         raise ProtocolError("message has no string 'type' field", _as_text(text))
@@ -137,7 +185,28 @@ def _parse(text: str | bytes) -> tuple[str, dict[str, Any]]:
 
 
 def _as_text(text: str | bytes) -> str:
-    return text if isinstance(text, str) else text.decode("utf-8", "replace")
+    return repair_text(text) if isinstance(text, str) else text.decode("utf-8", "replace")
+
+
+def _may_hold_surrogates(text: str) -> bool:
+    """True when ``text`` has a ``\\ud...`` escape (the only way a surrogate gets into decoded text).
+
+    Transports decode UTF-8 strictly, so raw text never holds one itself; most
+    messages have no escape at all, which one short search settles.
+    """
+    return "\\ud" in text or "\\uD" in text
+
+
+def _is_flat(cls: type) -> bool:
+    """True when every field of ``cls`` is a scalar: no nesting can reach the decoded event."""
+    scalars = {str, int, float, bool, type(None)}
+    for hint in typing.get_type_hints(cls).values():
+        if hint is ClassVar or typing.get_origin(hint) is ClassVar:
+            continue
+        args = typing.get_args(hint) if typing.get_origin(hint) in (Union, types.UnionType) else (hint,)
+        if not all(a in scalars for a in args):
+            return False
+    return True
 
 
 def _build(cls: type[Any], kind: str, data: dict[str, Any], text: str | bytes) -> Any:
@@ -183,6 +252,8 @@ def _decode_audio(text: str) -> AnyServerEvent | None:
     if "\\" in payload:
         return None
     rest = text[:start] + text[end:]
+    if "\\" in rest and _may_hold_surrogates(rest):  # an escaped id: the careful path checks it
+        return None
     data, stop = _raw_decode(rest)
     # The key found must be the top-level one (a nested "delta" leaves the top one absent).
     if stop != len(rest) or type(data) is not dict or data.get("type") != _AUDIO_DELTA.TYPE:
@@ -200,6 +271,8 @@ def _decode_fast(text: str) -> AnyServerEvent | None:
         event = _decode_audio(text)
         if event is not None:
             return event
+    if "\\" in text and _may_hold_surrogates(text):  # inlined memchr test: most text has no escape
+        return None
     data, end = _raw_decode(text)
     if end != len(text) or type(data) is not dict:
         return None
@@ -207,6 +280,8 @@ def _decode_fast(text: str) -> AnyServerEvent | None:
     if type(kind) is not str:
         return None
     decoder = _decoders.get(kind) or _decoder(kind)
+    if kind not in _FLAT and depth_exceeds(data, MAX_DEPTH):
+        return None  # the careful path refuses it
     if decoder is None:
         return s.UnknownServerEvent(type=kind, raw=data) if kind else None
     result: AnyServerEvent = decoder(data, "")
@@ -214,7 +289,10 @@ def _decode_fast(text: str) -> AnyServerEvent | None:
 
 
 def decode(text: str | bytes) -> AnyServerEvent:
-    """Parse one server message. Raises :class:`~engine.errors.ProtocolError` and nothing else."""
+    """Parse one server message. Raises :class:`~engine.errors.ProtocolError` and nothing else.
+
+    A :class:`RepairedMessage` (lone surrogates replaced) carries the event.
+    """
     if type(text) is str:
         try:
             event = _decode_fast(text)
@@ -223,10 +301,19 @@ def decode(text: str | bytes) -> AnyServerEvent:
         if event is not None:
             return event
     kind, data = _parse(text)
+    data, repaired = repair_data(data)
+    kind = data["type"]
     cls = SERVER_EVENTS.get(kind)
-    if cls is None:
-        return s.UnknownServerEvent(type=kind, raw=data)
-    result: AnyServerEvent = _build(cls, kind, data, text)
+    result: AnyServerEvent = (
+        s.UnknownServerEvent(type=kind, raw=data) if cls is None else _build(cls, kind, data, text)
+    )
+    if repaired:
+        raise RepairedMessage(
+            f"{kind!r} event: {repaired} string(s) held a lone surrogate (an unpaired UTF-16 half), "
+            "replaced by U+FFFD",
+            _as_text(text),
+            result,
+        )
     return result
 
 
@@ -241,3 +328,5 @@ def decode_client(text: str | bytes) -> ClientEvent:
 
 
 _audio_decoder = decoder_for(_AUDIO_DELTA)
+_FLAT = frozenset(kind for kind, cls in SERVER_EVENTS.items() if _is_flat(cls))
+"""Event types whose fields are all scalars: deep nesting is dropped with the unknown keys, unseen."""

@@ -19,6 +19,7 @@ import attrs
 from attrs import validators as v
 
 from engine.protocol._wire import to_wire
+from engine.protocol.text import check_text
 
 
 def _as_wire(value: Any) -> dict[str, Any]:
@@ -128,23 +129,6 @@ def _json_object(name: str) -> Validator:
             raise ConfigError(name, f"is not a JSON object: {exc}") from None
 
     return check
-
-
-def check_text(text: str) -> None:
-    """Raise ``ValueError`` if ``text`` cannot be sent as UTF-8 (it holds a lone surrogate).
-
-    Python strings may hold unpaired UTF-16 halves (``"\\ud83d"``); JSON text on
-    the wire must be UTF-8, which has no encoding for them. The core and the
-    session call this on text the application gives, so the call fails at once
-    instead of the socket failing later.
-    """
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        at = exc.start
-        raise ValueError(
-            f"text holds a lone surrogate {text[at]!r} at index {at}, which UTF-8 cannot encode"
-        ) from None
 
 
 @attrs.frozen(kw_only=True)

@@ -11,15 +11,17 @@ JSON nested too deep to parse or record. Configuration values are checked in
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 
 import engine
-from engine.events import Error
+from engine.events import AssistantTranscript, Error, ResponseDone, ToolResult
+from engine.record import read as read_recording
 from tests.actors.helpers import decoded_appends, make_session, round_trip
-from tests.actors.peer import Peer, running_peer
+from tests.actors.peer import Peer, audio_response, function_call_response, running_peer
 
 pytestmark = pytest.mark.anyio
 
@@ -145,3 +147,101 @@ async def test_send_audio_refuses_what_is_not_bytes(value: Any) -> None:
                 await session.commit_audio()
                 await round_trip(session, peer)
     assert decoded_appends(peer) == [b"\x01\x02\x03\x04"]
+
+
+# ---------------------------------------------------------------------- text UTF-8 cannot carry (server)
+
+LONE = "\ud83d"  # the high half of an emoji, alone: json.dumps writes it as the escape \ud83d
+
+
+def _transcript_reply(peer: Peer, text: str) -> list[dict[str, Any]]:
+    peer.responses += 1
+    n = peer.responses
+    return audio_response(f"resp_{n}", f"item_a{n}", text)
+
+
+async def test_a_lone_surrogate_in_server_text_is_replaced_reported_and_the_call_goes_on() -> None:
+    """The transcript arrives with U+FFFD, one invalid_text Error, no reconnect; the next turn works."""
+    seen: list[Any] = []
+    with anyio.fail_after(5):
+        async with running_peer() as peer:
+            texts = iter([f"smile {LONE} now", "plain answer"])
+            peer.on("response.create")(lambda _: _transcript_reply(peer, next(texts)))
+            session = make_session(peer)
+            session.on()(seen.append)
+            async with session.connect():
+                for n in (1, 2):
+                    await session.send_text(f"turn {n}")
+                    await session.wait_for(ResponseDone, timeout=3)
+                state = session.state
+    finals = [e.text for e in seen if isinstance(e, AssistantTranscript) and e.final]
+    assert finals == ["smile \ufffd now", "plain answer"]
+    assert errors(seen, "invalid_text") and all(not e.fatal for e in errors(seen, "invalid_text"))
+    assert len(peer.paths) == 1  # no reconnect
+    assert state is engine.State.SESSION_READY
+
+
+async def test_a_lone_surrogate_in_a_call_id_does_not_break_the_answer() -> None:
+    """The tool runs; its output goes back under the repaired id, on the same socket."""
+    seen: list[Any] = []
+    with anyio.fail_after(5):
+        async with running_peer() as peer:
+            first = {"done": False}
+
+            @peer.on("response.create")
+            def answer(_: dict[str, Any]) -> list[dict[str, Any]]:
+                if not first["done"]:
+                    first["done"] = True
+                    peer.responses += 1
+                    return function_call_response("resp_1", [(f"call_{LONE}", "echo", '{"x": 1}')])
+                return peer.next_audio_response()
+
+            session = make_session(peer)
+            session.on()(seen.append)
+
+            @session.tool
+            def echo(x: int) -> dict[str, int]:
+                return {"x": x}
+
+            async with session.connect():
+                await session.send_text("call it")
+                await session.wait_for(ToolResult, timeout=3)
+                await session.wait_for(ResponseDone, timeout=3)
+                await round_trip(session, peer)
+    outputs = [
+        m["item"]
+        for m in peer.of_type("conversation.item.create")
+        if m["item"]["type"] == "function_call_output"
+    ]
+    assert [o["call_id"] for o in outputs] == ["call_\ufffd"]
+    assert len(peer.paths) == 1
+    assert not [e for e in seen if isinstance(e, Error) and e.fatal]
+
+
+# ---------------------------------------------------------------------- JSON nested too deep
+
+
+@pytest.mark.parametrize("depth", [300, 900, 50_000])
+async def test_deep_json_is_a_protocol_error_and_the_recording_survives(depth: int, tmp_path: Path) -> None:
+    """Deep nesting (known or unknown event) is reported, clipped and recorded; the session goes on."""
+    seen: list[Any] = []
+    nested = "[" * depth + "]" * depth
+    record = tmp_path / "call.jsonl"
+    with anyio.fail_after(5):
+        async with running_peer() as peer:
+            session = make_session(peer, record=record)
+            session.on()(seen.append)
+            async with session.connect():
+                assert peer.transport is not None
+                for kind in ("conversation.created", "vendor.deep"):
+                    await peer.transport.send('{"type":"' + kind + '","conversation":' + nested + "}")
+                await session.send_text("still there?")
+                await session.wait_for(ResponseDone, timeout=3)
+    reports = errors(seen, "protocol_error")
+    assert len(reports) == 2 and not any(e.fatal for e in reports)
+    assert all(len(e.message) < 1_500 for e in reports)  # clipped
+    lines = list(read_recording(record))
+    recorded = [line for line in lines if line.get("name") == "protocol_error"]
+    assert len(recorded) == 2
+    assert any(line.get("kind") == "client" for line in lines)  # the turn after it was recorded too
+    assert len(peer.paths) == 1
