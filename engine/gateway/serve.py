@@ -19,6 +19,7 @@ carrier socket closed), and the process exits 0.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import logging
 import os
@@ -143,10 +144,13 @@ async def serve_gateway(
         from hypercorn.trio import serve as trio_serve
 
         await trio_serve(gateway, config, shutdown_trigger=trigger)
-    else:
-        from hypercorn.asyncio import serve as asyncio_serve
+        return
+    from hypercorn.asyncio import serve as asyncio_serve
 
-        await asyncio_serve(gateway, config, shutdown_trigger=trigger)
+    # In its own task: hypercorn's asyncio task group can leave a cancellation request counted
+    # on the task that awaited it, which anyio would then read as a cancellation from outside.
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(functools.partial(asyncio_serve, gateway, config, shutdown_trigger=trigger))
 
 
 @asynccontextmanager
