@@ -44,6 +44,12 @@ async def test_a_voice_turn_with_a_tool_call_in_g711_end_to_end() -> None:
             turn = seen.of(ev.TurnMetrics)[0]
             assert turn.time_to_first_audio is not None
             assert connection is not None
+            metrics = served.gateway.metrics.render().decode()
+            assert 'engine_tool_calls_total{tool="get_weather"} 1.0' in metrics
+            assert "engine_turn_first_audio_seconds_count 1.0" in metrics
+            assert "engine_turn_total_seconds_count 1.0" in metrics
+            assert 'engine_calls_started_total{carrier="twilio"} 1.0' in metrics
+            assert 'engine_live_calls{state="active"} 1.0' in metrics
 
 
 async def test_dtmf_reaches_the_agent_as_a_typed_event() -> None:
@@ -140,3 +146,35 @@ async def test_a_session_that_cannot_go_on_apologises_then_ends_the_call() -> No
             assert phone.echoed[-1] == "apology"  # the socket closed only once the tones had played
             assert isinstance(phone.closed, engine.ConnectionClosed) and phone.closed.code == 1000
             assert served.gateway.metrics.calls_failed.labels(carrier="twilio")._value.get() == 1
+
+
+async def test_hang_up_while_a_tool_runs_cancels_it_by_its_policy() -> None:
+    agent, seen = recording_agent()
+    started, cancelled = anyio.Event(), anyio.Event()
+
+    @agent.tool
+    async def book_table(city: str) -> str:
+        """Book a table (slow).
+
+        Args:
+            city: where.
+        """
+        started.set()
+        try:
+            await anyio.sleep_forever()
+        finally:
+            cancelled.set()
+        return "never"
+
+    with anyio.fail_after(10):
+        async with running_gateway(agent) as served, phone_call(served, speed=8) as phone:
+            served.server.say_next("Please book table in Rome")
+            await phone.speak(ulaw_speech())
+            await phone.speak(ulaw_silence(600))
+            await started.wait()
+            live = served.gateway.registry.live[0]
+            await phone.hang_up()
+            await cancelled.wait()
+            await served.gateway.registry.wait_idle()
+        assert live.end_reason == CALLER_HUNG_UP and not live.failed
+        assert seen.of(ev.Closed)[0].error is None
