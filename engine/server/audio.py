@@ -3,8 +3,10 @@
 Input audio arrives as base64 in the session's input format: PCM16
 little-endian mono at ``rate``, or G.711 (``audio/pcmu``, ``audio/pcma``) at
 8 kHz. Everything is turned into 16-bit samples for the voice activity
-detector. The assistant "speaks" a quiet 200 Hz tone shaped into 60 ms
-syllables: one cached chunk per format, so streaming costs nothing.
+detector; G.711 is decoded and encoded by ``audioop`` (the standard library's
+up to 3.12, the ``audioop-lts`` package from 3.13), never by hand. The
+assistant "speaks" a quiet 200 Hz tone shaped into 60 ms syllables: one
+cached chunk per format, so streaming costs nothing.
 """
 
 from __future__ import annotations
@@ -14,7 +16,16 @@ import base64
 import binascii
 import math
 import sys
+import warnings
+from collections.abc import Callable
 from functools import cache
+
+if sys.version_info >= (3, 13):  # removed from the standard library; the audioop-lts package
+    import audioop
+else:
+    with warnings.catch_warnings():  # deprecated since 3.11, still the standard G.711 codec here
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import audioop
 
 CHUNK_MS = 60
 """Duration of one ``response.output_audio.delta``."""
@@ -50,32 +61,26 @@ def samples_to_pcm16(samples: array.array[int]) -> bytes:
     return samples.tobytes()
 
 
-def _ulaw_to_linear(code: int) -> int:
-    # ITU-T G.711 mu-law expansion.
-    code = ~code & 0xFF
-    t = ((code & 0x0F) << 3) + 0x84
-    t <<= (code & 0x70) >> 4
-    return 0x84 - t if code & 0x80 else t - 0x84
-
-
-def _alaw_to_linear(code: int) -> int:
-    # ITU-T G.711 A-law expansion.
-    code ^= 0x55
-    t = (code & 0x0F) << 4
-    segment = (code & 0x70) >> 4
-    if segment == 0:
-        t += 8
-    elif segment == 1:
-        t += 0x108
-    else:
-        t = (t + 0x108) << (segment - 1)
-    return t if code & 0x80 else -t
-
-
-_G711_TABLES: dict[str, tuple[int, ...]] = {
-    "audio/pcmu": tuple(_ulaw_to_linear(c) for c in range(256)),
-    "audio/pcma": tuple(_alaw_to_linear(c) for c in range(256)),
+_G711_DECODE: dict[str, Callable[[bytes, int], bytes]] = {
+    "audio/pcmu": audioop.ulaw2lin,
+    "audio/pcma": audioop.alaw2lin,
 }
+_G711_ENCODE: dict[str, Callable[[bytes, int], bytes]] = {
+    "audio/pcmu": audioop.lin2ulaw,
+    "audio/pcma": audioop.lin2alaw,
+}
+
+
+def g711_decode(format_type: str, data: bytes) -> array.array[int]:
+    """G.711 bytes (``audio/pcmu`` or ``audio/pcma``) to 16-bit samples, one per byte."""
+    samples = array.array("h")
+    samples.frombytes(_G711_DECODE[format_type](data, 2))  # native byte order, as array wants
+    return samples
+
+
+def g711_encode(format_type: str, samples: array.array[int]) -> bytes:
+    """16-bit samples to G.711 bytes (``audio/pcmu`` or ``audio/pcma``), one byte per sample."""
+    return _G711_ENCODE[format_type](samples.tobytes(), 2)
 
 
 class InputDecoder:
@@ -87,9 +92,8 @@ class InputDecoder:
 
     def decode(self, data: bytes) -> array.array[int]:
         """Samples of ``data`` (plus any byte carried over from the previous call)."""
-        table = _G711_TABLES.get(self.format_type)
-        if table is not None:
-            return array.array("h", (table[b] for b in data))
+        if self.format_type in _G711_DECODE:
+            return g711_decode(self.format_type, data)
         data = self._carry + data
         cut = len(data) - len(data) % 2
         self._carry = data[cut:]
@@ -137,9 +141,5 @@ def voice_chunk(format_type: str, rate: int) -> str:
             for i in range(n)
         ),
     )
-    table = _G711_TABLES.get(format_type)
-    if table is None:
-        raw = samples_to_pcm16(samples)
-    else:
-        raw = bytes(min(range(256), key=lambda c: abs(table[c] - s)) for s in samples)
+    raw = g711_encode(format_type, samples) if format_type in _G711_ENCODE else samples_to_pcm16(samples)
     return base64.b64encode(raw).decode("ascii")
