@@ -798,7 +798,11 @@ class Conversation:
         self._out.append(
             Emit(
                 ev.AudioOut(
-                    pcm=pcm, sample_rate=self.config.output_format.rate, item_id=item_id, response_id=rid
+                    pcm=pcm,
+                    sample_rate=self.config.output_format.rate,
+                    item_id=item_id,
+                    response_id=rid,
+                    encoding=self.config.output_format.type,
                 )
             )
         )

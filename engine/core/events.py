@@ -80,17 +80,24 @@ class AssistantText:
 
 @attrs.frozen(kw_only=True)
 class AudioOut:
-    """A chunk of assistant audio to play: 16-bit mono PCM at ``sample_rate``."""
+    """A chunk of assistant audio to play, in the session's output format.
+
+    ``pcm`` holds the bytes as received: 16-bit mono PCM at ``sample_rate`` when
+    ``encoding`` is ``audio/pcm``, or G.711 (``audio/pcmu``, ``audio/pcma``, one
+    byte per sample at 8 kHz), passed through for a phone line.
+    """
 
     pcm: bytes = attrs.field(repr=lambda pcm: f"<{len(pcm)} bytes>")
     sample_rate: int
     item_id: str | None
     response_id: str | None
+    encoding: str = "audio/pcm"
 
     @property
     def duration_ms(self) -> float:
-        """Length of this chunk in milliseconds."""
-        return len(self.pcm) * 1000 / (2 * self.sample_rate)
+        """Length of this chunk in milliseconds (2 bytes per sample for PCM16, 1 for G.711)."""
+        bytes_per_sample = 2 if self.encoding == "audio/pcm" else 1
+        return len(self.pcm) * 1000 / (bytes_per_sample * self.sample_rate)
 
 
 @attrs.frozen(kw_only=True)
