@@ -37,17 +37,17 @@ RATE = 8000
 FRAME = 160  # 20 ms of μ-law
 
 
-def ulaw_speech(seconds: float = 0.6) -> bytes:
-    """The demo's synthetic "speech" at 8 kHz, in μ-law (loud enough for the local VAD)."""
+def ulaw_speech(seconds: float = 0.6, kind: str = "audio/pcmu") -> bytes:
+    """The demo's synthetic "speech" at 8 kHz, in μ-law or A-law (loud enough for the local VAD)."""
     pcm = speech(seconds, rate=RATE)
     samples = array.array("h")
     samples.frombytes(pcm)
-    return _g711("audio/pcmu", samples)
+    return _g711(kind, samples)
 
 
-def ulaw_silence(ms: int) -> bytes:
-    """μ-law silence (0xFF is the code of zero)."""
-    return b"\xff" * (RATE * ms // 1000)
+def ulaw_silence(ms: int, kind: str = "audio/pcmu") -> bytes:
+    """G.711 silence (μ-law 0xFF, A-law 0xD5: the codes of zero)."""
+    return (b"\xff" if kind == "audio/pcmu" else b"\xd5") * (RATE * ms // 1000)
 
 
 def weather_agent(**kwargs: Any) -> Agent:
@@ -189,8 +189,11 @@ def _unchunk(data: bytes) -> bytes:
 class Phone:
     """A Twilio-like carrier on one call (see the module docstring)."""
 
-    def __init__(self, transport: Transport, *, speed: float = 4.0, call_sid: str = "CA1") -> None:
+    def __init__(
+        self, transport: Transport, *, speed: float = 4.0, call_sid: str = "CA1", dialect: str = "twilio"
+    ) -> None:
         self.transport = transport
+        self.dialect = dialect  # "twilio", or "telnyx" (its names, A-law audio)
         self.speed = speed
         self.call_sid = call_sid
         self.stream_sid = "MZ" + call_sid
@@ -213,6 +216,14 @@ class Phone:
 
     async def start(self, parameters: Mapping[str, str] | None = None) -> None:
         await self.send({"event": "connected", "protocol": "Call", "version": "1.0.0"})
+        if self.dialect == "telnyx":
+            fmt = {"encoding": "PCMA", "sample_rate": 8000, "channels": 1}
+            start = {"user_id": "U1", "call_control_id": self.call_sid, "media_format": fmt}
+            start["custom_parameters"] = dict(parameters or {})
+            await self.send(
+                {"event": "start", "sequence_number": "1", "start": start, "stream_id": self.stream_sid}
+            )
+            return
         await self.send(
             {
                 "event": "start",
@@ -236,6 +247,16 @@ class Phone:
         """Send caller audio in 20 ms frames (paced at ``speed`` times real time)."""
         for offset in range(0, len(audio), FRAME):
             self._chunk += 1
+            if self.dialect == "telnyx":
+                payload = base64.b64encode(audio[offset : offset + FRAME]).decode()
+                media = {"track": "inbound", "chunk": str(self._chunk), "timestamp": str(self._timestamp)}
+                await self.send(
+                    {"event": "media", "stream_id": self.stream_sid, "media": {**media, "payload": payload}}
+                )
+                self._timestamp += 20
+                if paced:
+                    await anyio.sleep(0.02 / self.speed)
+                continue
             await self.send(
                 {
                     "event": "media",
@@ -253,6 +274,9 @@ class Phone:
                 await anyio.sleep(0.02 / self.speed)
 
     async def press(self, digit: str) -> None:
+        if self.dialect == "telnyx":
+            await self.send({"event": "dtmf", "stream_id": self.stream_sid, "dtmf": {"digit": digit}})
+            return
         await self.send(
             {
                 "event": "dtmf",
@@ -262,6 +286,11 @@ class Phone:
         )
 
     async def hang_up(self) -> None:
+        if self.dialect == "telnyx":
+            await self.send(
+                {"event": "stop", "stream_id": self.stream_sid, "stop": {"call_control_id": self.call_sid}}
+            )
+            return
         await self.send(
             {
                 "event": "stop",
@@ -352,11 +381,12 @@ async def phone_call(
     parameters: Mapping[str, str] | None = None,
     start: bool = True,
     headers: Mapping[str, str] | None = None,
+    dialect: str = "twilio",
 ) -> AsyncIterator[Phone]:
-    """A call to the gateway's Twilio stream: started, its frames read in the background."""
+    """A call to the gateway's stream for ``dialect``: started, its frames read in the background."""
     settings = engine.TransportSettings(close_timeout=1)
-    async with connect(f"{served.ws}/twilio/stream", headers or {}, settings) as transport:
-        phone = Phone(transport, speed=speed)
+    async with connect(f"{served.ws}/{dialect}/stream", headers or {}, settings) as transport:
+        phone = Phone(transport, speed=speed, dialect=dialect)
         async with anyio.create_task_group() as tg:
             tg.start_soon(phone.run)
             if start:

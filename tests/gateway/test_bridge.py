@@ -178,3 +178,24 @@ async def test_hang_up_while_a_tool_runs_cancels_it_by_its_policy() -> None:
             await served.gateway.registry.wait_idle()
         assert live.end_reason == CALLER_HUNG_UP and not live.failed
         assert seen.of(ev.Closed)[0].error is None
+
+
+async def test_telnyx_the_same_bridge_in_a_law_with_dtmf() -> None:
+    agent, seen = recording_agent()
+    with anyio.fail_after(10):
+        async with running_gateway(agent) as served, phone_call(served, speed=8, dialect="telnyx") as phone:
+            await seen.until(lambda: seen.of(ev.SessionReady))
+            session_format = served.server.connections[0]
+            served.server.say_next("What's the weather in Oslo?")
+            await phone.speak(ulaw_speech(kind="audio/pcma"))
+            await phone.speak(ulaw_silence(600, kind="audio/pcma"))
+            await seen.until(lambda: seen.of(ev.TurnMetrics))
+            await phone.until(lambda: phone.echoed and not phone.events("media")[len(phone.echoed) :])
+            assert agent.calls == ["Oslo"]  # type: ignore[attr-defined]
+            assert phone.events("media") and len(phone.events("mark")) == len(phone.events("media"))
+            await phone.press("7")
+            await seen.until(lambda: seen.of(Dtmf))
+            # The session spoke A-law in and out: no transcoding anywhere on the path.
+            audio = session_format.core._config["audio"]  # type: ignore[union-attr]
+            assert audio["input"]["format"]["type"] == audio["output"]["format"]["type"] == "audio/pcma"
+            assert served.gateway.metrics.calls_started.labels(carrier="telnyx")._value.get() == 1
