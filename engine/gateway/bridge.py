@@ -45,6 +45,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from engine.actors.dispatch import EventStream
 from engine.actors.session import Session
 from engine.core import events as ev
+from engine.errors import SessionClosed
 from engine.gateway.agent import Agent, Call
 from engine.gateway.calls import CALLER_HUNG_UP, CARRIER_GONE, NO_START, CallRegistry, LiveCall
 from engine.gateway.carriers.base import (
@@ -311,8 +312,11 @@ class Bridge:
                     return
 
     async def _uplink(self, session: Session, frames: MemoryObjectReceiveStream[bytes]) -> None:
-        async for payload in frames:
-            await session.send_audio(payload)
+        try:
+            async for payload in frames:
+                await session.send_audio(payload)
+        except SessionClosed:
+            return  # the session is ending; the downlink sees why
 
     async def _downlink(self, events: EventStream) -> None:
         """The only writer of the carrier socket while the session lives."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 from urllib.parse import urlencode
 
 import anyio
@@ -77,7 +78,8 @@ def test_only_loopback_hosts_get_plain_ws() -> None:
     assert not _is_loopback("example.com:80") and not _is_loopback("10.0.0.1:8080")
 
 
-async def test_a_bad_signature_is_refused_with_403() -> None:
+async def test_a_bad_signature_is_refused_with_403(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
     with anyio.fail_after(10):
         async with running_gateway(secrets={"twilio": TOKEN}) as served:
             url = f"http://127.0.0.1:{served.port}/twilio/voice"
@@ -103,6 +105,8 @@ async def test_a_bad_signature_is_refused_with_403() -> None:
             signed = {"X-Twilio-Signature": twilio_signature(stream_url, {})}
             async with phone_call(served, headers=signed) as phone:
                 await phone.until(lambda: len(served.gateway.registry.live) == 1)
+    assert "refused a request to" in caplog.text
+    assert TOKEN not in caplog.text and repr(served.gateway).find(TOKEN) == -1
 
 
 async def test_admission_refuses_at_max_calls_at_once() -> None:
