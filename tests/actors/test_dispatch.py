@@ -215,3 +215,29 @@ async def test_close_wakes_waiters_and_does_not_wait_for_a_callback_blocked_in_i
         slow.release.set()
         await _thread_wait(slow.returned)  # the thread finishes on its own
     assert woken == ["waiter"]
+
+
+async def test_a_demoted_callback_that_raises_is_still_reported() -> None:
+    """Slow and failing in the same call, then failing in its thread: each failure is an Error."""
+    dispatcher = Dispatcher(event_buffer=8, slow_callback_threshold=0.01)
+    calls: list[str] = []
+
+    def broken(event: AudioOut) -> None:
+        calls.append(event.response_id or "")
+        if len(calls) == 1:
+            time.sleep(0.03)
+        raise RuntimeError(f"bad {event.response_id}")
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            dispatcher.add_callback(tg, (AudioOut,), broken)
+            errors = dispatcher.stream((Error,))
+            dispatcher.publish(_audio("resp_1"))
+            dispatcher.publish(_audio("resp_2"))
+            reports = [await errors.__anext__() for _ in range(3)]
+            dispatcher.close()
+            await dispatcher.drain()
+    assert [e.code for e in reports] == ["callback_failed", "slow_callback", "callback_failed"]
+    assert "bad resp_1" in reports[0].message and "bad resp_2" in reports[2].message
+    assert broken.__qualname__ in reports[1].message
+    assert calls == ["resp_1", "resp_2"]
