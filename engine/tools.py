@@ -56,8 +56,8 @@ class Tool:
 
     @property
     def is_async(self) -> bool:
-        """True when the handler is a coroutine function."""
-        return inspect.iscoroutinefunction(self.handler)
+        """True when the handler is a coroutine function or an object whose ``__call__`` is one."""
+        return is_async_callable(self.handler)
 
     @classmethod
     def from_function(
@@ -71,13 +71,22 @@ class Tool:
         """Build a tool whose schema comes from ``fn``'s signature and docstring."""
         summary, arg_docs = _parse_docstring(inspect.getdoc(fn) or "")
         return cls(
-            name=name or fn.__name__,
+            name=name or str(getattr(fn, "__name__", type(fn).__name__)),
             description=summary,
             parameters=_schema(fn, arg_docs),
             handler=fn,
             timeout=timeout,
             cancel_on_interrupt=cancel_on_interrupt,
         )
+
+
+def is_async_callable(handler: Any) -> bool:
+    """True for a coroutine function (or a partial of one) and for an object whose ``__call__`` is one."""
+    if inspect.iscoroutinefunction(handler):
+        return True
+    if inspect.isfunction(handler) or inspect.ismethod(handler):
+        return False
+    return inspect.iscoroutinefunction(getattr(type(handler), "__call__", None))  # noqa: B004
 
 
 def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
@@ -99,7 +108,9 @@ def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
 
 
 def _schema(fn: Handler, arg_docs: dict[str, str]) -> dict[str, Any]:
-    hints = typing.get_type_hints(fn)
+    # A callable object's hints are those of its __call__ (the signature already drops self).
+    plain = inspect.isfunction(fn) or inspect.ismethod(fn) or inspect.isbuiltin(fn)
+    hints = typing.get_type_hints(fn if plain else type(fn).__call__)
     properties: dict[str, Any] = {}
     required: list[str] = []
     for param in inspect.signature(fn).parameters.values():

@@ -48,6 +48,7 @@ from engine.protocol.client import ResponseParams
 from engine.protocol.codec import RepairedMessage, decode, encode
 from engine.protocol.config import SessionConfig
 from engine.protocol.items import Item
+from engine.protocol.text import check_item, check_text
 from engine.providers import Provider
 from engine.record import Recorder, RecordingConversation
 from engine.redaction import redact
@@ -94,8 +95,10 @@ class Session:
     ) -> None:
         self.provider = provider
         self._config = config or SessionConfig()
-        self._initial = tuple(to_item(h) for h in history)
         self.settings = settings or SessionSettings()
+        self._initial = tuple(to_item(h) for h in history)
+        for number, item in enumerate(self._initial):  # a restore replays each: refuse what cannot be sent
+            check_item(item, self.settings.max_item_bytes, f"history entry {number}")
         self._connector = connector
         self._record = (Path(record), record_audio) if record is not None else None
         self._recorder: Recorder | None = None
@@ -294,7 +297,13 @@ class Session:
         )
         self._audio.paused = self._paused
         self._timers = Timers(tg, self._on_timer, clock)
-        self._runner = ToolRunner(tg, self._tools, self._on_tool_answer)
+        self._runner = ToolRunner(
+            tg,
+            self._tools,
+            self._on_tool_answer,
+            max_output_bytes=self.settings.max_item_bytes,
+            report=self._dispatcher.publish,
+        )
         for kinds, callback in self._callbacks:
             self._dispatcher.add_callback(tg, kinds, callback)
         self._audio.start_in(tg)
@@ -477,8 +486,18 @@ class Session:
     # ------------------------------------------------------------------ commands
 
     async def send_text(self, text: str) -> None:
-        """Add a user text message and ask for a response (coalesced if one is in flight)."""
-        await self._apply(self._live().send_text(text))
+        """Add a user text message and ask for a response (coalesced if one is in flight).
+
+        Raises:
+            TypeError: ``text`` is not a ``str``.
+            ValueError: ``text`` holds a lone surrogate (UTF-8 cannot carry it) or is
+                larger than ``settings.max_item_bytes`` as an item; nothing is sent.
+        """
+        conv = self._live()
+        if isinstance(text, str):  # the core refuses other types
+            check_text(text, "send_text()")
+            check_item(Item.user_text(text), self.settings.max_item_bytes, "send_text()")
+        await self._apply(conv.send_text(text))
 
     async def send_audio(self, pcm: bytes | bytearray | memoryview) -> None:
         """Stream caller audio in the session's input format; any length, any rate of calls.

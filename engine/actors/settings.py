@@ -7,6 +7,7 @@ from typing import Any
 import attrs
 
 from engine.core.reconnect import ReconnectPolicy
+from engine.protocol.text import DEFAULT_MAX_ITEM_BYTES
 from engine.transports.base import TransportSettings
 
 
@@ -41,6 +42,11 @@ class SessionSettings:
             socket between turns (providers end sessions after a time); ``None`` never.
         max_history_items: conversation items kept in the local mirror (``session.history``,
             replayed on a reconnect); the oldest are forgotten past it, so memory stays flat.
+        max_item_bytes: the largest conversation item the session sends (UTF-8 bytes of its
+            JSON text; 256 KiB): a bigger tool output is answered with an error output and
+            reported (``tool_output_too_large``), a bigger ``send_text`` or history entry is a
+            ``ValueError`` at the call. An item the server refuses would otherwise be replayed,
+            and refused again, by every restore.
     """
 
     transport: TransportSettings = TransportSettings()
@@ -58,6 +64,7 @@ class SessionSettings:
     reconnect: ReconnectPolicy = ReconnectPolicy()
     max_session_duration: float | None = None
     max_history_items: int | None = 500
+    max_item_bytes: int = attrs.field(default=DEFAULT_MAX_ITEM_BYTES, validator=_positive)
 
     @hold_policy.validator
     def _check_policy(self, _: Any, value: str) -> None:

@@ -20,6 +20,8 @@ import json
 import re
 from typing import Any
 
+from engine.protocol._wire import to_wire
+
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 DEFAULT_MAX_ITEM_BYTES = 256 * 1024
@@ -101,3 +103,25 @@ def depth_exceeds(value: Any, limit: int) -> bool:
 def json_size(value: Any) -> int:
     """UTF-8 bytes of ``value`` as compact JSON (what the wire carries)."""
     return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "replace"))
+
+
+def check_item(item: Any, limit: int, what: str = "item") -> None:
+    """Raise ``ValueError`` if ``item`` (an attrs item) cannot be sent: text UTF-8 cannot carry, or too big.
+
+    The size is that of the item's compact JSON in UTF-8 (``limit`` bytes at most),
+    measured before the item enters the history, so it is never sent, refused,
+    and replayed by a restore.
+    """
+    text = json.dumps(to_wire(item), ensure_ascii=False, separators=(",", ":"))
+    if has_surrogates(text):
+        found = _SURROGATE.search(text)
+        raise ValueError(
+            f"{what} holds a lone surrogate {found.group() if found else ''!r} (an unpaired UTF-16 half), "
+            "which UTF-8 cannot encode"
+        )
+    size = len(text.encode("utf-8"))
+    if size > limit:
+        raise ValueError(
+            f"{what} is {size} bytes as a conversation item, more than the {limit} the session "
+            "sends (SessionSettings.max_item_bytes)"
+        )

@@ -11,11 +11,14 @@ JSON nested too deep to parse or record. Configuration values are checked in
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
+import sniffio
 
 import engine
 from engine.events import AssistantTranscript, Error, ResponseDone, ToolResult
@@ -245,3 +248,182 @@ async def test_deep_json_is_a_protocol_error_and_the_recording_survives(depth: i
     assert len(recorded) == 2
     assert any(line.get("kind") == "client" for line in lines)  # the turn after it was recorded too
     assert len(peer.paths) == 1
+
+
+# ---------------------------------------------------------------------- tool outcomes
+
+
+class AsyncCallable:
+    """A tool that is an object whose ``__call__`` is a coroutine function."""
+
+    async def __call__(self, x: int) -> dict[str, Any]:
+        await anyio.lowlevel.checkpoint()
+        return {"ok": True, "x": x}
+
+
+class Shown:
+    def __str__(self) -> str:
+        return "shown"
+
+
+def _own_cancel() -> BaseException:
+    """The running backend's cancellation exception, made by hand (nobody cancelled anything)."""
+    if sniffio.current_async_library() == "trio":
+        import trio
+
+        return trio.Cancelled._create()  # type: ignore[attr-defined]
+    import asyncio
+
+    return asyncio.CancelledError()
+
+
+async def _async_raises_own_cancel(x: int) -> None:
+    raise _own_cancel()
+
+
+async def _async_returns_coroutine(x: int) -> Any:
+    async def inner() -> dict[str, int]:
+        return {"inner": x}
+
+    return inner()
+
+
+def _sync_returns_coroutine(x: int) -> Any:
+    async def inner() -> dict[str, int]:
+        return {"inner": x}
+
+    return inner()
+
+
+def _gen(x: int) -> Any:
+    yield x
+
+
+class OddBaseException(BaseException):
+    """Neither an Exception nor an interrupt: a handler's odd choice."""
+
+
+def _raise(make: Any) -> Any:
+    def handler(x: int) -> None:
+        raise make()
+
+    return handler
+
+
+BIG = 2 * 1024 * 1024
+
+# (handler, is_error, what the output must decode to (None: anything), extra Error code reported)
+TOOL_CASES: dict[str, tuple[Any, bool, Any, str | None]] = {
+    "nan": (lambda x: float("nan"), True, None, None),
+    "inf in a dict": (lambda x: {"x": float("inf")}, True, None, None),
+    "async callable object": (AsyncCallable(), False, {"ok": True, "x": 1}, None),
+    "raises its own cancellation": (_async_raises_own_cancel, True, None, None),
+    "bytes": (lambda x: b"\x00\x01", True, None, None),
+    "a set": (lambda x: {1, 2}, True, None, None),
+    "an object with __str__": (lambda x: Shown(), True, None, None),
+    "a generator": (_gen, True, None, None),
+    "async returning a coroutine": (_async_returns_coroutine, False, {"inner": 1}, None),
+    "sync returning a coroutine": (_sync_returns_coroutine, False, {"inner": 1}, None),
+    "raises a BaseException subclass": (_raise(lambda: OddBaseException("odd")), True, None, None),
+    "raises a message with a lone surrogate": (_raise(lambda: ValueError(f"bad {LONE}")), True, None, None),
+    "a string with a lone surrogate": (lambda x: f"text {LONE}", False, None, "invalid_text"),
+    "a dict with a lone surrogate": (lambda x: {"t": f"{LONE}!"}, False, {"t": "\ufffd!"}, "invalid_text"),
+    "a 2 MiB string": (lambda x: "x" * BIG, True, None, "tool_output_too_large"),
+    "a 2 MiB dict": (lambda x: {"rows": ["y" * 1024] * 2048}, True, None, "tool_output_too_large"),
+    "None": (lambda x: None, False, None, None),
+}
+
+
+def _strict_json(text: str) -> Any:
+    def refuse(constant: str) -> Any:
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.mark.parametrize("case", list(TOOL_CASES))
+async def test_a_tools_outcome_is_exactly_one_valid_json_output(case: str) -> None:
+    """Whatever the handler does, one strict-JSON, UTF-8-safe, small output goes back; the call goes on."""
+    handler, is_error, expected, reported = TOOL_CASES[case]
+    seen: list[Any] = []
+    settings = engine.SessionSettings(close_timeout=0.5)
+    with anyio.fail_after(5):
+        async with running_peer() as peer:
+            calls = iter([function_call_response("resp_1", [("call_1", "probe", '{"x": 1}')])])
+
+            @peer.on("response.create")
+            def answer(_: dict[str, Any]) -> list[dict[str, Any]]:
+                peer.responses += 1
+                return next(calls, None) or peer.next_audio_response()
+
+            session = make_session(peer, settings=settings)
+            session.add_tool(engine.Tool(name="probe", handler=handler, timeout=2))
+            session.on()(seen.append)
+            async with session.connect():
+                await session.send_text("go")
+                await session.wait_for(ToolResult, timeout=3)
+                await session.wait_for(ResponseDone, timeout=3)
+                await round_trip(session, peer)
+                history = session.history
+    outputs = [
+        m["item"]
+        for m in peer.of_type("conversation.item.create")
+        if m["item"]["type"] == "function_call_output"
+    ]
+    (output,) = outputs
+    value = _strict_json(output["output"]) if (is_error or expected is not None) else None
+    if is_error:
+        assert set(value) == {"error"}
+    elif expected is not None:
+        assert value == expected
+    output["output"].encode("utf-8")
+    assert len(output["output"]) < settings.max_item_bytes
+    (result,) = [e for e in seen if isinstance(e, ToolResult)]
+    assert result.is_error is is_error
+    if reported:
+        assert len(errors(seen, reported)) == 1
+    assert not [e for e in seen if isinstance(e, Error) and e.fatal]
+    assert len(peer.paths) == 1  # the session went on, on the same socket
+    assert all(len(json.dumps(engine.protocol._wire.to_wire(i))) < settings.max_item_bytes for i in history)
+
+
+# ---------------------------------------------------------------------- items the application adds
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("x" * (300 * 1024), "max_item_bytes"),
+        ("\u00e9" * (140 * 1024), "max_item_bytes"),  # 140 Ki characters, 280 KiB of UTF-8
+        (f"hello {LONE}", "lone surrogate"),
+        ("\udc00", "lone surrogate"),
+    ],
+)
+async def test_send_text_refuses_what_cannot_be_sent_before_anything_changes(text: str, match: str) -> None:
+    """A ValueError at the call, nothing sent, the slot idle; the next valid text gets its answer."""
+    with anyio.fail_after(5):
+        async with running_peer() as peer:
+            session = make_session(peer)
+            async with session.connect():
+                await round_trip(session, peer)
+                before = len(peer.received)
+                with pytest.raises(ValueError, match=match):
+                    await session.send_text(text)
+                assert session.phase is engine.Phase.IDLE
+                assert len(peer.received) == before
+                await session.send_text("a fine question")
+                await session.wait_for(ResponseDone, timeout=3)
+    assert [i["item"]["content"][0]["text"] for i in peer.of_type("conversation.item.create")] == [
+        "a fine question"
+    ]
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [{"role": "user", "content": "x" * (300 * 1024)}, {"role": "assistant", "content": f"bad {LONE}"}],
+)
+def test_a_history_entry_that_cannot_be_sent_is_refused_at_construction(entry: dict[str, str]) -> None:
+    """Seeded history is replayed by every restore: refused when the session is built."""
+    provider = engine.Inworld(api_key="k", url="ws://127.0.0.1:9/session")
+    with pytest.raises(ValueError, match="history entry 0"):
+        engine.Session(provider, history=[entry])
