@@ -15,9 +15,10 @@ A sync callback that blocks anyway (one call longer than
 and how long it took), reported as an ``Error`` (source ``callback``, code
 ``slow_callback``), and from then on it is a subscriber whose task calls it in
 a worker thread, one event at a time and in order. So it can no longer stall
-the socket reader, keep-alives or the other consumers. Being a thread, it must
-not touch the session or anything else of the event loop's (its calls there
-are not thread-safe).
+the socket reader, keep-alives or the other consumers. The session's sync
+methods it may call (``audio_played``, ``pause_audio_input``) check
+:func:`in_callback_thread` and run on the event loop; anything else it shares
+with loop code must be thread-safe.
 
 A callback that raises is logged and reported as an ``Error`` (source
 ``callback``); it is never allowed to stop the dispatcher.
@@ -43,6 +44,7 @@ import contextlib
 import functools
 import inspect
 import logging
+import threading
 import weakref
 from collections import deque
 from collections.abc import Callable
@@ -60,6 +62,21 @@ log = logging.getLogger(__name__)
 
 Callback = Callable[[Any], Any]
 Types = tuple[type, ...] | None
+
+_local = threading.local()
+
+
+def in_callback_thread() -> bool:
+    """True in a worker thread while it runs a demoted callback (session calls must hop to the loop)."""
+    return getattr(_local, "demoted", False)
+
+
+def _call_in_thread(callback: Callback, event: Any) -> Any:
+    _local.demoted = True
+    try:
+        return callback(event)
+    finally:
+        _local.demoted = False
 
 
 class _Subscriber:
@@ -310,7 +327,7 @@ class Dispatcher:
                     try:
                         if threaded:
                             # abandon_on_cancel: close must not wait for a thread it cannot stop.
-                            await run_sync(callback, event, abandon_on_cancel=True)
+                            await run_sync(_call_in_thread, callback, event, abandon_on_cancel=True)
                         else:
                             await callback(event)
                         self.delivered += 1

@@ -32,7 +32,7 @@ import attrs
 import sniffio
 
 from engine.actors.audio_in import AudioIn
-from engine.actors.dispatch import Callback, Dispatcher, EventStream
+from engine.actors.dispatch import Callback, Dispatcher, EventStream, in_callback_thread
 from engine.actors.group import ActorGroup
 from engine.actors.outbox import Outbox, run_writer
 from engine.actors.settings import SessionSettings
@@ -551,11 +551,17 @@ class Session:
         speaker (or a telephony mark comes back). A barge-in then truncates the item
         to exactly what was heard; without it, playback is estimated from the clock.
         """
+        if in_callback_thread():  # a sync callback moved to a worker thread: the core is the loop's
+            anyio.from_thread.run_sync(self.audio_played, item_id, ms)
+            return
         if self._conv is not None:
             self._conv.audio_played(item_id, ms)
 
     def pause_audio_input(self, paused: bool) -> None:
         """While paused, audio given to ``send_audio`` is discarded."""
+        if in_callback_thread():
+            anyio.from_thread.run_sync(self.pause_audio_input, paused)
+            return
         self._paused = paused
         if self._audio is not None:
             self._audio.paused = paused

@@ -275,3 +275,50 @@ async def test_closing_with_a_demoted_callback_blocked_in_a_thread_is_bounded() 
     assert not returned_before_close
     assert sorted(outcomes) == ["closed", "stream ended", "waiter woken"]
     assert session.state is engine.State.CLOSED
+
+
+async def test_a_demoted_callback_may_still_acknowledge_playback() -> None:
+    """The playback contract (``audio_played`` from the audio callback) holds after the move to a thread."""
+    loop_thread = threading.get_ident()
+    core_calls: list[int] = []
+    played: dict[str, float] = {}
+    first = True
+    expected = 0
+    all_acknowledged = anyio.Event()
+
+    def speaker(event: engine.events.AudioOut) -> None:
+        nonlocal first
+        if first:
+            first = False
+            time.sleep(0.15)  # a blocking audio device write
+        assert event.item_id is not None
+        played[event.item_id] = played.get(event.item_id, 0.0) + event.duration_ms
+        session.audio_played(event.item_id, played[event.item_id])
+        session.pause_audio_input(False)
+
+    with anyio.fail_after(10):
+        async with running_peer() as peer:
+            session = make_session(peer, settings=SETTINGS)
+            session.on(engine.events.AudioOut)(speaker)
+            async with session.connect():
+                conv: Any = session._conv
+                acknowledge = conv.audio_played
+
+                def on_core(item_id: str, ms: float) -> None:
+                    core_calls.append(threading.get_ident())
+                    acknowledge(item_id, ms)
+                    if expected and len(core_calls) >= expected:
+                        all_acknowledged.set()
+
+                conv.audio_played = on_core
+                async with session.events() as stream:
+                    await session.send_text("one")
+                    seen = await collect_until(stream, lambda e: isinstance(e, ResponseDone))
+                    await session.send_text("two")
+                    seen += await collect_until(stream, lambda e: isinstance(e, ResponseDone))
+                expected = len([e for e in seen if isinstance(e, engine.events.AudioOut)])
+                if len(core_calls) < expected:
+                    await all_acknowledged.wait()  # the thread acknowledges the last chunks
+    assert session.statistics()["slow_callbacks"] == 1
+    assert [e.code for e in seen if isinstance(e, Error)] == ["slow_callback"]  # no callback_failed
+    assert set(core_calls) == {loop_thread}  # every acknowledgement ran on the event loop
