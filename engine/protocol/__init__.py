@@ -10,6 +10,7 @@ from engine.protocol.client import CLIENT_EVENTS, ClientEvent, ResponseParams
 from engine.protocol.codec import (
     SERVER_EVENTS,
     AnyServerEvent,
+    RepairedMessage,
     ServerEvent,
     decode,
     decode_client,
@@ -40,6 +41,7 @@ __all__ = [
     "FunctionTool",
     "Item",
     "RateLimit",
+    "RepairedMessage",
     "Response",
     "ResponseParams",
     "SemanticVad",

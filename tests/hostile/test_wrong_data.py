@@ -22,6 +22,7 @@ import sniffio
 
 import engine
 from engine.events import AssistantTranscript, Error, ResponseDone, ToolResult
+from engine.record import Recorder
 from engine.record import read as read_recording
 from tests.actors.helpers import decoded_appends, make_session, round_trip
 from tests.actors.peer import Peer, audio_response, function_call_response, running_peer
@@ -427,3 +428,22 @@ def test_a_history_entry_that_cannot_be_sent_is_refused_at_construction(entry: d
     provider = engine.Inworld(api_key="k", url="ws://127.0.0.1:9/session")
     with pytest.raises(ValueError, match="history entry 0"):
         engine.Session(provider, history=[entry])
+
+
+def _deep(levels: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("value", [_deep(100_000), object(), {1, 2}], ids=["deep", "object", "set"])
+def test_the_recorder_writes_a_marker_for_what_it_cannot_write(value: Any, tmp_path: Path) -> None:
+    """A record that cannot be JSON never ends the session: a marker line stands in for it."""
+    recorder = Recorder(tmp_path / "r.jsonl")
+    recorder.write({"kind": "server", "t": 1.0, "event": {"type": "vendor.x", "value": value}})
+    recorder.write({"kind": "client", "t": 2.0, "event": {"type": "response.create"}})
+    recorder.close()
+    first, second = read_recording(tmp_path / "r.jsonl")
+    assert (first["kind"], first["of"], first["type"]) == ("unrecordable", "server", "vendor.x")
+    assert second["kind"] == "client"
