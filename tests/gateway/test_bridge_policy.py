@@ -1,0 +1,115 @@
+"""The bridge's stated policies, driven directly: the uplink's overflow, the mark cadence, the apology."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from typing import Any
+
+import anyio
+import pytest
+
+import engine
+from engine.gateway.agent import Agent
+from engine.gateway.bridge import UPLINK_FRAMES, Bridge, CarrierGone, apology
+from engine.gateway.calls import CALLER_HUNG_UP, CallRegistry
+from engine.gateway.carriers.twilio import TwilioStream
+from engine.gateway.metrics import GatewayMetrics
+from engine.server.audio import InputDecoder
+
+
+class ScriptedSocket:
+    """The carrier's socket, scripted: frames to receive, then closed; what was sent is kept."""
+
+    def __init__(self, frames: list[str]) -> None:
+        self.frames = list(frames)
+        self.sent: list[str] = []
+        self.closed: tuple[int, str] | None = None
+
+    async def receive(self) -> str | bytes:
+        await anyio.lowlevel.checkpoint()
+        if not self.frames:
+            raise CarrierGone("script ended")
+        return self.frames.pop(0)
+
+    async def send(self, text: str) -> None:
+        self.sent.append(text)
+
+    async def aclose(self, code: int = 1000, reason: str = "") -> None:
+        self.closed = (code, reason)
+
+
+def twilio(event: str, **body: Any) -> str:
+    return json.dumps({"event": event, "streamSid": "MZ1", **body})
+
+
+START = twilio(
+    "start",
+    start={
+        "streamSid": "MZ1",
+        "callSid": "CA1",
+        "accountSid": "AC1",
+        "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
+        "customParameters": {},
+    },
+)
+
+
+def media(n: int) -> str:
+    payload = base64.b64encode(bytes([n % 256]) * 160).decode()
+    return twilio(
+        "media", media={"track": "inbound", "chunk": str(n), "timestamp": str(20 * n), "payload": payload}
+    )
+
+
+class StillSession:
+    """Stands in for a session that takes no audio (the uplink channel is never drained)."""
+
+    def audio_played(self, item_id: str, ms: float) -> None:
+        raise AssertionError("no marks in this script")
+
+
+@pytest.mark.anyio
+async def test_the_uplink_keeps_the_oldest_frames_and_drops_the_newest_when_full(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    frames = [twilio("connected", protocol="Call", version="1.0.0"), START]
+    frames += [media(n) for n in range(UPLINK_FRAMES + 10)]
+    frames.append(twilio("stop", stop={"callSid": "CA1"}))
+    socket = ScriptedSocket(frames)
+    registry = CallRegistry(2, GatewayMetrics())
+    live = registry.admit("twilio")
+    bridge = Bridge(socket, TwilioStream(), Agent(), live, registry)
+    bridge._session = StillSession()  # type: ignore[assignment]
+    send, receive = anyio.create_memory_object_stream[bytes](UPLINK_FRAMES)
+    with anyio.fail_after(5), caplog.at_level(logging.WARNING, logger="engine.gateway"):
+        assert await bridge._await_start() is not None
+        await bridge._read_carrier(send)
+    kept = []
+    with send, receive:
+        while True:
+            try:
+                kept.append(receive.receive_nowait())
+            except anyio.WouldBlock:
+                break
+    assert [payload[0] for payload in kept] == list(range(UPLINK_FRAMES))  # the oldest, in order
+    assert bridge._uplink_dropped == 10
+    assert caplog.text.count("dropping caller audio") == 1  # once per overflow run
+    assert bridge._reason == CALLER_HUNG_UP
+
+
+@pytest.mark.parametrize("kind", ["audio/pcmu", "audio/pcma", "audio/pcm"])
+def test_the_apology_is_a_short_audible_tone_in_the_call_format(kind: str) -> None:
+    fmt = engine.AudioFormat(type=kind, rate=8000)
+    sound = apology(fmt)
+    seconds = len(sound) / fmt.bytes_per_second
+    assert 0.5 < seconds < 1.0
+    if kind == "audio/pcm":
+        import array
+
+        samples = array.array("h")
+        samples.frombytes(sound)
+    else:
+        samples = InputDecoder(kind).decode(sound)
+    assert max(abs(s) for s in samples) > 4000  # audible, not silence
