@@ -199,3 +199,25 @@ async def test_telnyx_the_same_bridge_in_a_law_with_dtmf() -> None:
             audio = session_format.core._config["audio"]  # type: ignore[union-attr]
             assert audio["input"]["format"]["type"] == audio["output"]["format"]["type"] == "audio/pcma"
             assert served.gateway.metrics.calls_started.labels(carrier="telnyx")._value.get() == 1
+
+
+async def test_a_session_lost_mid_call_apologises_then_ends_the_call() -> None:
+    from engine.server.faults import Faults
+
+    agent, seen = recording_agent()
+    with anyio.fail_after(10):
+        async with running_gateway(agent) as served:
+            served.server.inject(Faults(drop_at="response.created", close_code=1011), index=0)
+            async with phone_call(served, speed=8) as phone:
+                await seen.until(lambda: seen.of(ev.SessionReady))
+                live = served.gateway.registry.live[0]
+                served.server.refuse_next(10, status=401)  # the reconnect is refused: fatal
+                served.server.say_next("What's the weather in Paris?")
+                await phone.speak(ulaw_speech())
+                await phone.speak(ulaw_silence(600))
+                await phone.until(lambda: phone.closed is not None)
+            await served.gateway.registry.wait_idle()
+        assert seen.of(ev.Reconnecting) and seen.of(ev.Closed)[0].error is not None
+        assert phone.events("mark")[-1]["mark"]["name"] == "apology" and phone.echoed[-1] == "apology"
+        assert isinstance(phone.closed, engine.ConnectionClosed) and phone.closed.code == 1000
+        assert live.failed and live.end_reason is not None and live.end_reason.startswith("session failed")
