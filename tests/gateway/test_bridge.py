@@ -83,6 +83,8 @@ async def test_garbage_from_the_carrier_is_logged_and_the_call_goes_on(
                 r.getMessage() for r in caplog.records if "unusable frame from the carrier" in r.getMessage()
             ]
             assert len(logged) == 4
+            errors = served.gateway.metrics.render().decode()
+            assert 'engine_errors_total{code="carrier_malformed"} 4.0' in errors
             assert served.gateway.registry.live and phone.closed is None  # the call goes on
 
 
