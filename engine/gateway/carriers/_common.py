@@ -13,10 +13,10 @@ state does not change. Unknown events are malformed in every state.
 from __future__ import annotations
 
 import binascii
+import html
 import json
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
-from xml.sax.saxutils import quoteattr
 
 from engine.gateway.carriers.base import CarrierEvent, CarrierStateError, Malformed, Media
 
@@ -139,7 +139,11 @@ def xml_attribute(value: str) -> str:
     """``value`` as a quoted XML attribute. Raises ``ValueError`` for a character XML 1.0 cannot carry."""
     if any(ord(c) < 0x20 and c not in "\t\n\r" for c in value):
         raise ValueError(f"{value!r} holds a control character XML cannot carry")
-    return quoteattr(value, {"\n": "&#10;", "\r": "&#13;", "\t": "&#9;"})
+    # html.escape covers & < > " '; XML would turn a literal newline or tab in an
+    # attribute into a space, so those are written as character references.
+    # (xml.sax.saxutils would do the same but imports urllib.request, and with it socket.)
+    escaped = html.escape(value, quote=True)
+    return '"' + escaped.replace("\n", "&#10;").replace("\r", "&#13;").replace("\t", "&#9;") + '"'
 
 
 def json_string(value: str) -> str:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import binascii
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
-from xml.sax.saxutils import escape
 
 from engine.errors import EngineError
 from engine.gateway.carriers._common import (
@@ -162,7 +161,8 @@ def connect_twiml(url: str, parameters: Mapping[str, str] | None = None) -> str:
 
 def say_twiml(text: str) -> str:
     """TwiML that says ``text`` and hangs up (e.g. when the gateway is full)."""
-    return f'<?xml version="1.0" encoding="UTF-8"?><Response><Say>{escape(text)}</Say><Hangup/></Response>'
+    said = xml_attribute(text)[1:-1]  # escaped as an attribute value is as safe in element text
+    return f'<?xml version="1.0" encoding="UTF-8"?><Response><Say>{said}</Say><Hangup/></Response>'
 
 
 class MissingExtra(EngineError):
