@@ -1,10 +1,10 @@
-"""Helpers for the gateway's runtime tests: a gateway served in-process, a raw HTTP client, a phone.
+"""Helpers for the gateway's runtime tests: a gateway served in-process, a raw HTTP client, phones.
 
 ``running_gateway`` serves a :class:`Gateway` with hypercorn (under the
-running backend) on 127.0.0.1 port 0, against a LocalServer; ``Phone`` is a
-small Twilio-like carrier written from Twilio's Media Streams messages
-(docs/carriers.md): it sends ``connected`` and ``start``, paced 20 ms μ-law
-``media`` frames with ``chunk`` and ``timestamp``, ``dtmf`` and ``stop``; it
+running backend) on 127.0.0.1 port 0, against a LocalServer. Twilio calls use
+the simulated carrier of tests/gateway/carrier.py; ``Phone`` is a small
+carrier of the same behaviour that speaks Telnyx's names (``stream_id``,
+``call_control_id``, A-law): paced 20 ms frames, ``dtmf`` and ``stop``; it
 "plays" the media it receives at ``speed`` times real time and echoes each
 ``mark`` only once the audio before it has played; ``clear`` drops what is
 queued and echoes the marks it dropped at once.
@@ -15,7 +15,6 @@ from __future__ import annotations
 import array
 import base64
 import json
-import math
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -32,6 +31,7 @@ from engine.gateway.serve import listening_socket, serve_gateway
 from engine.server import LocalServer
 from engine.transports import connect
 from engine.transports.base import Transport
+from tests.gateway.carrier import twilio_call
 
 RATE = 8000
 FRAME = 160  # 20 ms of μ-law
@@ -187,22 +187,18 @@ def _unchunk(data: bytes) -> bytes:
 
 
 class Phone:
-    """A Twilio-like carrier on one call (see the module docstring)."""
+    """A Telnyx-like carrier on one call (see the module docstring); A-law, Telnyx's field names."""
 
-    def __init__(
-        self, transport: Transport, *, speed: float = 4.0, call_sid: str = "CA1", dialect: str = "twilio"
-    ) -> None:
+    def __init__(self, transport: Transport, *, speed: float = 4.0, call_sid: str = "v3:call-1") -> None:
         self.transport = transport
-        self.dialect = dialect  # "twilio", or "telnyx" (its names, A-law audio)
         self.speed = speed
         self.call_sid = call_sid
-        self.stream_sid = "MZ" + call_sid
+        self.stream_sid = "stream-1"
         self.received: list[dict[str, Any]] = []  # every frame the gateway sent, in order
         self.played_bytes = 0
         self.echoed: list[str] = []
         self.cleared_marks: list[str] = []
         self.clears = 0
-        self.played_at_clear = 0.0
         self._queue: list[bytes | str] = []  # audio to play, and mark names, in order
         self._wake = anyio.Event()
         self._changed = anyio.Event()
@@ -215,29 +211,12 @@ class Phone:
         return self.played_bytes / 8
 
     async def start(self, parameters: Mapping[str, str] | None = None) -> None:
-        await self.send({"event": "connected", "protocol": "Call", "version": "1.0.0"})
-        if self.dialect == "telnyx":
-            fmt = {"encoding": "PCMA", "sample_rate": 8000, "channels": 1}
-            start = {"user_id": "U1", "call_control_id": self.call_sid, "media_format": fmt}
-            start["custom_parameters"] = dict(parameters or {})
-            await self.send(
-                {"event": "start", "sequence_number": "1", "start": start, "stream_id": self.stream_sid}
-            )
-            return
+        await self.send({"event": "connected", "version": "1.0.0"})
+        fmt = {"encoding": "PCMA", "sample_rate": 8000, "channels": 1}
+        start = {"user_id": "U1", "call_control_id": self.call_sid, "media_format": fmt}
+        start["custom_parameters"] = dict(parameters or {})
         await self.send(
-            {
-                "event": "start",
-                "sequenceNumber": "1",
-                "start": {
-                    "accountSid": "AC1",
-                    "streamSid": self.stream_sid,
-                    "callSid": self.call_sid,
-                    "tracks": ["inbound"],
-                    "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
-                    "customParameters": dict(parameters or {}),
-                },
-                "streamSid": self.stream_sid,
-            }
+            {"event": "start", "sequence_number": "1", "start": start, "stream_id": self.stream_sid}
         )
 
     async def send(self, frame: Mapping[str, Any]) -> None:
@@ -247,56 +226,21 @@ class Phone:
         """Send caller audio in 20 ms frames (paced at ``speed`` times real time)."""
         for offset in range(0, len(audio), FRAME):
             self._chunk += 1
-            if self.dialect == "telnyx":
-                payload = base64.b64encode(audio[offset : offset + FRAME]).decode()
-                media = {"track": "inbound", "chunk": str(self._chunk), "timestamp": str(self._timestamp)}
-                await self.send(
-                    {"event": "media", "stream_id": self.stream_sid, "media": {**media, "payload": payload}}
-                )
-                self._timestamp += 20
-                if paced:
-                    await anyio.sleep(0.02 / self.speed)
-                continue
+            payload = base64.b64encode(audio[offset : offset + FRAME]).decode()
+            media = {"track": "inbound", "chunk": str(self._chunk), "timestamp": str(self._timestamp)}
             await self.send(
-                {
-                    "event": "media",
-                    "streamSid": self.stream_sid,
-                    "media": {
-                        "track": "inbound",
-                        "chunk": str(self._chunk),
-                        "timestamp": str(self._timestamp),
-                        "payload": base64.b64encode(audio[offset : offset + FRAME]).decode(),
-                    },
-                }
+                {"event": "media", "stream_id": self.stream_sid, "media": {**media, "payload": payload}}
             )
             self._timestamp += 20
             if paced:
                 await anyio.sleep(0.02 / self.speed)
 
     async def press(self, digit: str) -> None:
-        if self.dialect == "telnyx":
-            await self.send({"event": "dtmf", "stream_id": self.stream_sid, "dtmf": {"digit": digit}})
-            return
-        await self.send(
-            {
-                "event": "dtmf",
-                "streamSid": self.stream_sid,
-                "dtmf": {"track": "inbound_track", "digit": digit},
-            }
-        )
+        await self.send({"event": "dtmf", "stream_id": self.stream_sid, "dtmf": {"digit": digit}})
 
     async def hang_up(self) -> None:
-        if self.dialect == "telnyx":
-            await self.send(
-                {"event": "stop", "stream_id": self.stream_sid, "stop": {"call_control_id": self.call_sid}}
-            )
-            return
         await self.send(
-            {
-                "event": "stop",
-                "streamSid": self.stream_sid,
-                "stop": {"accountSid": "AC1", "callSid": self.call_sid},
-            }
+            {"event": "stop", "stream_id": self.stream_sid, "stop": {"call_control_id": self.call_sid}}
         )
 
     async def run(self) -> None:
@@ -382,11 +326,19 @@ async def phone_call(
     start: bool = True,
     headers: Mapping[str, str] | None = None,
     dialect: str = "twilio",
-) -> AsyncIterator[Phone]:
-    """A call to the gateway's stream for ``dialect``: started, its frames read in the background."""
+) -> AsyncIterator[Any]:
+    """A call to the gateway's stream: Twilio's simulated carrier (tests/gateway/carrier.py), or a
+    Telnyx-speaking :class:`Phone`; started, its frames read in the background."""
+    url = f"{served.ws}/{dialect}/stream"
+    if dialect == "twilio":
+        async with twilio_call(
+            url, parameters=parameters, headers=headers, speed=speed, start=start
+        ) as carrier:
+            yield carrier
+        return
     settings = engine.TransportSettings(close_timeout=1)
-    async with connect(f"{served.ws}/{dialect}/stream", headers or {}, settings) as transport:
-        phone = Phone(transport, speed=speed, dialect=dialect)
+    async with connect(url, headers or {}, settings) as transport:
+        phone = Phone(transport, speed=speed)
         async with anyio.create_task_group() as tg:
             tg.start_soon(phone.run)
             if start:
@@ -395,9 +347,6 @@ async def phone_call(
             tg.cancel_scope.cancel()
 
 
-def tone(ms: int, hz: float = 300.0) -> bytes:
-    """A loud μ-law tone (for barge-in)."""
-    samples = array.array(
-        "h", (int(12000 * math.sin(2 * math.pi * hz * i / RATE)) for i in range(RATE * ms // 1000))
-    )
-    return _g711("audio/pcmu", samples)
+def frames(phone: Any, kind: str) -> list[dict[str, Any]]:
+    """The frames of ``kind`` the gateway sent to ``phone``."""
+    return [f for f in phone.received if f.get("event") == kind]

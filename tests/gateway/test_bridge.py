@@ -11,7 +11,16 @@ import engine
 from engine.core import events as ev
 from engine.gateway.calls import CALLER_HUNG_UP
 from engine.gateway.events import Dtmf
-from tests.gateway.serving import Seen, phone_call, running_gateway, ulaw_silence, ulaw_speech, weather_agent
+from tests.gateway.carrier import silence_ulaw, speech_ulaw
+from tests.gateway.serving import (
+    Seen,
+    frames,
+    phone_call,
+    running_gateway,
+    ulaw_silence,
+    ulaw_speech,
+    weather_agent,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -30,17 +39,19 @@ async def test_a_voice_turn_with_a_tool_call_in_g711_end_to_end() -> None:
     with anyio.fail_after(10):
         async with running_gateway(agent) as served, phone_call(served, speed=8) as phone:
             served.server.say_next("What's the weather in Paris?")
-            await phone.speak(ulaw_speech())
-            await phone.speak(ulaw_silence(600))
+            await phone.speak(speech_ulaw())
+            await phone.speak(silence_ulaw(600))
             await seen.until(lambda: seen.of(ev.TurnMetrics))
-            await phone.until(lambda: phone.echoed and not phone.events("media")[len(phone.echoed) :])
+            await phone.until(lambda: phone.echoes and phone.queued_ms == 0 and phone.played)
             assert agent.calls == ["Paris"]  # type: ignore[attr-defined]
             # μ-law passed through: the session was configured for it, in and out.
             connection = served.server.connections[0]
-            media = phone.events("media")
+            media = phone.media()
             assert media and all(m["streamSid"] == phone.stream_sid for m in media)
-            # A mark after each chunk; each echoed once played.
-            assert len(phone.events("mark")) == len(media)
+            # A mark after each chunk; each echoed once played, none dropped.
+            assert len(frames(phone, "mark")) == len(media)
+            await phone.until(lambda: len(phone.echoes) == len(media))
+            assert not any(echo.dropped for echo in phone.echoes)
             turn = seen.of(ev.TurnMetrics)[0]
             assert turn.time_to_first_audio is not None
             assert connection is not None
@@ -76,7 +87,7 @@ async def test_garbage_from_the_carrier_is_logged_and_the_call_goes_on(
             await seen.until(lambda: seen.of(ev.SessionReady))
             with caplog.at_level(logging.WARNING, logger="engine.gateway"):
                 for junk in ("not json", "[1, 2]", '{"event": "party"}', '{"event": "media", "media": {}}'):
-                    await phone.transport.send(junk)
+                    await phone.send_text(junk)
                 await phone.press("5")
                 await seen.until(lambda: seen.of(Dtmf))
             logged = [
@@ -96,17 +107,15 @@ async def test_caller_hang_up_mid_response_closes_cleanly_with_the_reason(
         async with running_gateway(agent, pace=1.0) as served, phone_call(served) as phone:
             await seen.until(lambda: seen.of(ev.SessionReady))
             served.server.say_next("Tell me a long story about the sea and the wind.")
-            await phone.speak(ulaw_speech())
-            await phone.speak(ulaw_silence(600))
-            await phone.until(lambda: bool(phone.events("media")))  # the assistant is speaking
+            await phone.speak(speech_ulaw())
+            await phone.speak(silence_ulaw(600))
+            await phone.until(lambda: bool(phone.media()))  # the assistant is speaking
             live = served.gateway.registry.live[0]
-            await phone.hang_up()
-            await phone.until(lambda: phone.closed is not None)
+            await phone.hang_up()  # stop, then the carrier closes its socket
             await served.gateway.registry.wait_idle()
         assert live.end_reason == CALLER_HUNG_UP and not live.failed
         closed = seen.of(ev.Closed)
         assert len(closed) == 1 and closed[0].error is None
-        assert isinstance(phone.closed, engine.ConnectionClosed) and phone.closed.code == 1000
         ended = [r.getMessage() for r in caplog.records if r.getMessage().startswith("call ended")]
         assert len(ended) == 1
         assert f"call_id={phone.call_sid} stream_id={phone.stream_sid}" in ended[0]
@@ -121,18 +130,21 @@ async def test_barge_in_truncates_at_what_the_carrier_played_within_one_mark() -
             served.server.say_next(
                 "Please tell me a long story about the sea, the wind and the old lighthouse."
             )
-            await phone.speak(ulaw_speech())
-            await phone.speak(ulaw_silence(600))
+            await phone.speak(speech_ulaw())
+            await phone.speak(silence_ulaw(600))
             await phone.until(lambda: phone.played_ms >= 300)  # the caller has heard some of the answer
-            await phone.speak(ulaw_speech(0.8))  # and cuts in
+            await phone.speak(speech_ulaw(0.8))  # and cuts in
             await seen.until(lambda: seen.of(ev.Interrupted))
-            await phone.until(lambda: phone.clears >= 1)
+            await phone.until(lambda: phone.clears)
             cut = seen.of(ev.Interrupted)[0]
             assert cut.played_ms is not None
-            mark_ms = max(len(m["media"]["payload"]) * 3 // 4 for m in phone.events("media")) / 8
+            mark_ms = max(len(m["media"]["payload"]) * 3 // 4 for m in phone.media()) / 8
+            played_at_clear = phone.clears[0]
             # The truncation is what the carrier acknowledged: behind what it played, by one mark at most.
-            assert phone.played_at_clear - mark_ms - 1 <= cut.played_ms <= phone.played_at_clear + 1
-            # The marks that clear dropped were echoed by the carrier, and did not count as played.
+            assert played_at_clear - mark_ms - 1 <= cut.played_ms <= played_at_clear + 1
+            # The marks that clear dropped were echoed at once; the truncation ignored them.
+            dropped = [echo for echo in phone.echoes if echo.dropped]
+            assert dropped and all(echo.played_ms == played_at_clear for echo in dropped)
             assert served.gateway.registry.live  # the call goes on
 
 
@@ -143,9 +155,8 @@ async def test_a_session_that_cannot_go_on_apologises_then_ends_the_call() -> No
         async with running_gateway(agent, expected_key="another-key") as served, phone_call(served) as phone:
             await phone.until(lambda: phone.closed is not None)
             await served.gateway.registry.wait_idle()
-            apology = phone.events("media")
-            assert apology and phone.events("mark")[-1]["mark"]["name"] == "apology"
-            assert phone.echoed[-1] == "apology"  # the socket closed only once the tones had played
+            assert phone.media() and frames(phone, "mark")[-1]["mark"]["name"] == "apology"
+            assert phone.echoes[-1].name == "apology"  # the socket closed only once the tones had played
             assert isinstance(phone.closed, engine.ConnectionClosed) and phone.closed.code == 1000
             assert served.gateway.metrics.calls_failed.labels(carrier="twilio")._value.get() == 1
 
@@ -171,8 +182,8 @@ async def test_hang_up_while_a_tool_runs_cancels_it_by_its_policy() -> None:
     with anyio.fail_after(10):
         async with running_gateway(agent) as served, phone_call(served, speed=8) as phone:
             served.server.say_next("Please book table in Rome")
-            await phone.speak(ulaw_speech())
-            await phone.speak(ulaw_silence(600))
+            await phone.speak(speech_ulaw())
+            await phone.speak(silence_ulaw(600))
             await started.wait()
             live = served.gateway.registry.live[0]
             await phone.hang_up()
@@ -215,11 +226,11 @@ async def test_a_session_lost_mid_call_apologises_then_ends_the_call() -> None:
                 live = served.gateway.registry.live[0]
                 served.server.refuse_next(10, status=401)  # the reconnect is refused: fatal
                 served.server.say_next("What's the weather in Paris?")
-                await phone.speak(ulaw_speech())
-                await phone.speak(ulaw_silence(600))
+                await phone.speak(speech_ulaw())
+                await phone.speak(silence_ulaw(600))
                 await phone.until(lambda: phone.closed is not None)
             await served.gateway.registry.wait_idle()
         assert seen.of(ev.Reconnecting) and seen.of(ev.Closed)[0].error is not None
-        assert phone.events("mark")[-1]["mark"]["name"] == "apology" and phone.echoed[-1] == "apology"
+        assert frames(phone, "mark")[-1]["mark"]["name"] == "apology" and phone.echoes[-1].name == "apology"
         assert isinstance(phone.closed, engine.ConnectionClosed) and phone.closed.code == 1000
         assert live.failed and live.end_reason is not None and live.end_reason.startswith("session failed")

@@ -13,7 +13,8 @@ import engine
 from engine.core import events as ev
 from engine.gateway.calls import SHUTTING_DOWN
 from engine.gateway.serve import demo_agent, load_agent
-from tests.gateway.serving import Phone, Seen, http, phone_call, running_gateway, weather_agent
+from tests.gateway.carrier import twilio_call
+from tests.gateway.serving import Seen, http, phone_call, running_gateway, weather_agent
 
 pytestmark = pytest.mark.anyio
 
@@ -59,16 +60,12 @@ async def test_sigterm_drains_a_live_call_and_exits_0() -> None:
             assert text.startswith("engine serve: listening on http://127.0.0.1:"), text
             port = int(text.split("127.0.0.1:")[1].split()[0])
             url = f"ws://127.0.0.1:{port}/twilio/stream"
-            async with engine_transport(url) as transport:
-                phone = Phone(transport)
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(phone.run)
-                    await phone.start()
-                    active = 'engine_live_calls{state="active"} 1.0'
-                    while active not in (await http(port, "GET", "/metrics"))[2].decode():
-                        pass  # each poll awaits the gateway's answer; bounded by fail_after
-                    process.send_signal(signal.SIGTERM)
-                    await phone.until(lambda: phone.closed is not None)
+            async with twilio_call(url, speed=4) as phone:
+                active = 'engine_live_calls{state="active"} 1.0'
+                while active not in (await http(port, "GET", "/metrics"))[2].decode():
+                    pass  # each poll awaits the gateway's answer; bounded by fail_after
+                process.send_signal(signal.SIGTERM)
+                await phone.until(lambda: phone.closed is not None)
             assert isinstance(phone.closed, engine.ConnectionClosed) and phone.closed.code == 1000
             assert await process.wait() == 0
             rest = b""
@@ -88,12 +85,6 @@ def _running() -> str:
     import sniffio
 
     return sniffio.current_async_library()
-
-
-def engine_transport(url: str):  # type: ignore[no-untyped-def]
-    from engine.transports import connect
-
-    return connect(url, {}, engine.TransportSettings(close_timeout=1))
 
 
 def test_load_agent_names_what_is_wrong(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
