@@ -11,14 +11,18 @@ import base64
 import math
 from typing import Any
 
+import anyio
 import pytest
 
+import engine
 from engine.core import events as ev
 from engine.core.effects import Emit
 from engine.protocol import AudioFormat, SessionConfig
 from engine.server.audio import CHUNK_MS, InputDecoder, g711_decode, g711_encode, voice_chunk
 from engine.server.vad import EnergyVad
 from tests.core.driver import Driver as CoreDriver
+from tests.e2e.helpers import SETTINGS, collect_until, inworld, make_server, next_event
+from tests.gateway.carrier import silence_ulaw, speech_ulaw
 from tests.core.driver import sent
 from tests.server.helpers import collapse
 from tests.server.test_session import Driver, types
@@ -146,3 +150,50 @@ def test_a_barge_in_truncates_g711_audio_at_the_acknowledged_ms(kind: str) -> No
     assert truncates == [
         {"type": "conversation.item.truncate", "item_id": "item_a1", "content_index": 0, "audio_end_ms": 120}
     ]
+
+
+# Over a real socket: a Session configured μ-law end to end against the local server.
+
+
+@pytest.mark.anyio
+async def test_a_mu_law_session_against_the_local_server_talks_and_truncates_in_g711_ms() -> None:
+    mulaw = AudioFormat(type="audio/pcmu")
+    config = engine.SessionConfig(input_format=mulaw, output_format=mulaw)
+    server = make_server()
+    with anyio.fail_after(10):
+        async with server.running():
+            session = engine.Session(inworld(server), config, settings=SETTINGS)
+            async with session.connect():
+                stream = session.events()
+                server.say_next("hello")
+                for frame in _frames(speech_ulaw(0.6) + silence_ulaw(700)):
+                    await session.send_audio(frame)
+                turn = await collect_until(stream, lambda e: isinstance(e, ev.TurnMetrics))
+                audio = [e for e in turn if isinstance(e, ev.AudioOut)]
+                assert audio, [type(e).__name__ for e in turn]
+                assert {(e.encoding, e.sample_rate) for e in audio} == {("audio/pcmu", 8000)}
+                assert all(e.duration_ms == len(e.pcm) / 8 for e in audio)
+                assert [e.text for e in turn if isinstance(e, ev.UserTranscript) and e.final] == ["hello"]
+                for e in audio:
+                    session.audio_played(e.item_id or "", e.duration_ms)  # heard in full
+
+                # A long answer of which the caller heard 300 ms, then a barge-in.
+                await session.send_text("Tell me a long story about the sea and the ships.")
+                long_turn = await collect_until(stream, lambda e: isinstance(e, ev.TurnMetrics))
+                (item,) = {e.item_id for e in long_turn if isinstance(e, ev.AudioOut)}
+                received = sum(e.duration_ms for e in long_turn if isinstance(e, ev.AudioOut))
+                assert received > 1000
+                session.audio_played(item or "", 300)
+                server.say_next("stop")
+                for frame in _frames(speech_ulaw(0.5) + silence_ulaw(700)):
+                    await session.send_audio(frame)
+                interrupted = await next_event(stream, ev.Interrupted)
+                # The server's answer to the truncate (it may come after the next turn's audio).
+                await collect_until(stream, lambda e: isinstance(e, ev.ItemUpdated) and e.item.id == item)
+            conversation = server.connections[0].conversation
+    assert (interrupted.item_id, interrupted.played_ms) == (item, 300)
+    assert conversation.audio_ms[item or ""] == 300  # the server truncated at the G.711 position
+
+
+def _frames(audio: bytes) -> list[bytes]:
+    return [audio[i : i + 160] for i in range(0, len(audio), 160)]
