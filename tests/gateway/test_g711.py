@@ -21,9 +21,9 @@ from engine.protocol import AudioFormat, SessionConfig
 from engine.server.audio import CHUNK_MS, InputDecoder, g711_decode, g711_encode, voice_chunk
 from engine.server.vad import EnergyVad
 from tests.core.driver import Driver as CoreDriver
+from tests.core.driver import sent
 from tests.e2e.helpers import SETTINGS, collect_until, inworld, make_server, next_event
 from tests.gateway.carrier import silence_ulaw, speech_ulaw
-from tests.core.driver import sent
 from tests.server.helpers import collapse
 from tests.server.test_session import Driver, types
 
