@@ -16,6 +16,11 @@ def _positive(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
         raise ValueError(f"{attribute.name} must be positive, got {value!r}")
 
 
+def _positive_or_none(_: Any, attribute: attrs.Attribute[Any], value: float | None) -> None:
+    if value is not None:
+        _positive(_, attribute, value)
+
+
 @attrs.frozen(kw_only=True)
 class SessionSettings:
     """How a session behaves at runtime (the wire configuration is ``SessionConfig``).
@@ -53,7 +58,7 @@ class SessionSettings:
     ready_timeout: float = attrs.field(default=15.0, validator=_positive)
     close_timeout: float = attrs.field(default=3.0, validator=_positive)
     response_timeout: float = attrs.field(default=10.0, validator=_positive)
-    stall_timeout: float | None = attrs.field(default=30.0, validator=attrs.validators.optional(_positive))
+    stall_timeout: float | None = attrs.field(default=30.0, validator=_positive_or_none)
     cancel_timeout: float = attrs.field(default=5.0, validator=_positive)
     event_buffer: int = attrs.field(default=1000, validator=_positive)
     slow_callback_threshold: float = attrs.field(default=0.1, validator=_positive)
