@@ -29,7 +29,7 @@ class CarrierStateError(EngineError):
 
 @attrs.frozen(kw_only=True)
 class MediaFormat:
-    """The call's audio as the carrier sends and expects it: ``audio/pcmu``, ``audio/pcma`` or ``audio/pcm``."""
+    """The call's audio as the carrier sends and expects it: ``audio/pcmu``, ``audio/pcma``, ``audio/pcm``."""
 
     encoding: str
     rate: int
