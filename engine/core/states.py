@@ -54,6 +54,7 @@ from __future__ import annotations
 import enum
 from typing import Any
 
+import attrs
 from transitions import Machine, MachineError
 
 
@@ -135,6 +136,28 @@ RESPONSE_TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "cancel_timeout", "source": P.CANCELLING, "dest": P.IDLE},
     {"trigger": "reset", "source": [P.REQUESTED, P.GENERATING, P.CANCELLING, P.IDLE], "dest": P.IDLE},
 ]
+
+
+@attrs.frozen(kw_only=True)
+class MachineSpec:
+    """One machine of the core: its name, its states, its table and where it starts."""
+
+    name: str
+    states: type[enum.StrEnum]
+    table: list[dict[str, Any]]
+    initial: enum.StrEnum
+
+
+# Every machine, drawn as concurrent regions of one diagram (engine.core.diagram).
+MACHINES: list[MachineSpec] = [
+    MachineSpec(name="conversation", states=State, table=CONVERSATION_TRANSITIONS, initial=State.CONNECTING),
+    MachineSpec(name="response", states=Phase, table=RESPONSE_TRANSITIONS, initial=Phase.IDLE),
+]
+
+# ------------------------------------------------------------------ session lifecycle (I13b)
+# The session lifecycle machine (engine.actors) is appended to MACHINES here.
+
+# ------------------------------------------------------------------ building and stepping
 
 
 def build(
