@@ -44,6 +44,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from engine.actors.dispatch import EventStream
 from engine.actors.session import Session
+from engine.audio import g711_encode
 from engine.core import events as ev
 from engine.errors import SessionClosed
 from engine.gateway.agent import Agent, Call
@@ -389,22 +390,4 @@ def apology(fmt: AudioFormat) -> bytes:
         if sys.byteorder == "big":
             samples.byteswap()
         return samples.tobytes()  # 16-bit little-endian
-    return _g711(fmt.type, samples)
-
-
-def _g711(kind: str, samples: array.array[int]) -> bytes:
-    """Encode by the nearest code of the G.711 expansion table (the local server's decoder)."""
-    import bisect
-
-    from engine.server.audio import InputDecoder
-
-    table = InputDecoder(kind).decode(bytes(range(256)))
-    ordered = sorted((value, code) for code, value in enumerate(table))
-    values = [value for value, _ in ordered]
-    out = bytearray()
-    for s in samples:
-        i = min(bisect.bisect_left(values, s), len(values) - 1)
-        if i > 0 and abs(values[i - 1] - s) <= abs(values[i] - s):
-            i -= 1
-        out.append(ordered[i][1])
-    return bytes(out)
+    return g711_encode(fmt.type, samples)

@@ -3,8 +3,8 @@
 Input audio arrives as base64 in the session's input format: PCM16
 little-endian mono at ``rate``, or G.711 (``audio/pcmu``, ``audio/pcma``) at
 8 kHz. Everything is turned into 16-bit samples for the voice activity
-detector; G.711 is decoded and encoded by ``audioop`` (the standard library's
-up to 3.12, the ``audioop-lts`` package from 3.13), never by hand. The
+detector; G.711 is decoded and encoded by the standard codec (:mod:`engine.audio`:
+``audioop``, or ``audioop-lts`` from Python 3.13), never by hand. The
 assistant "speaks" a quiet 200 Hz tone shaped into 60 ms syllables: one
 cached chunk per format, so streaming costs nothing.
 """
@@ -16,16 +16,9 @@ import base64
 import binascii
 import math
 import sys
-import warnings
-from collections.abc import Callable
 from functools import cache
 
-if sys.version_info >= (3, 13):  # removed from the standard library; the audioop-lts package
-    import audioop
-else:
-    with warnings.catch_warnings():  # deprecated since 3.11, still the standard G.711 codec here
-        warnings.simplefilter("ignore", DeprecationWarning)
-        import audioop
+from engine.audio import G711_DECODE, G711_ENCODE, g711_decode, g711_encode
 
 CHUNK_MS = 60
 """Duration of one ``response.output_audio.delta``."""
@@ -61,28 +54,6 @@ def samples_to_pcm16(samples: array.array[int]) -> bytes:
     return samples.tobytes()
 
 
-_G711_DECODE: dict[str, Callable[[bytes, int], bytes]] = {
-    "audio/pcmu": audioop.ulaw2lin,
-    "audio/pcma": audioop.alaw2lin,
-}
-_G711_ENCODE: dict[str, Callable[[bytes, int], bytes]] = {
-    "audio/pcmu": audioop.lin2ulaw,
-    "audio/pcma": audioop.lin2alaw,
-}
-
-
-def g711_decode(format_type: str, data: bytes) -> array.array[int]:
-    """G.711 bytes (``audio/pcmu`` or ``audio/pcma``) to 16-bit samples, one per byte."""
-    samples = array.array("h")
-    samples.frombytes(_G711_DECODE[format_type](data, 2))  # native byte order, as array wants
-    return samples
-
-
-def g711_encode(format_type: str, samples: array.array[int]) -> bytes:
-    """16-bit samples to G.711 bytes (``audio/pcmu`` or ``audio/pcma``), one byte per sample."""
-    return _G711_ENCODE[format_type](samples.tobytes(), 2)
-
-
 class InputDecoder:
     """Turns appended bytes into samples, carrying an odd trailing PCM byte to the next append."""
 
@@ -92,7 +63,7 @@ class InputDecoder:
 
     def decode(self, data: bytes) -> array.array[int]:
         """Samples of ``data`` (plus any byte carried over from the previous call)."""
-        if self.format_type in _G711_DECODE:
+        if self.format_type in G711_DECODE:
             return g711_decode(self.format_type, data)
         data = self._carry + data
         cut = len(data) - len(data) % 2
@@ -141,5 +112,5 @@ def voice_chunk(format_type: str, rate: int) -> str:
             for i in range(n)
         ),
     )
-    raw = g711_encode(format_type, samples) if format_type in _G711_ENCODE else samples_to_pcm16(samples)
+    raw = g711_encode(format_type, samples) if format_type in G711_ENCODE else samples_to_pcm16(samples)
     return base64.b64encode(raw).decode("ascii")

@@ -113,3 +113,17 @@ def test_the_apology_is_a_short_audible_tone_in_the_call_format(kind: str) -> No
     else:
         samples = InputDecoder(kind).decode(sound)
     assert max(abs(s) for s in samples) > 4000  # audible, not silence
+
+
+@pytest.mark.parametrize("kind", ["audio/pcmu", "audio/pcma"])
+def test_the_g711_apology_is_the_pcm_tone_through_the_standard_codec(kind: str) -> None:
+    import array
+
+    from engine.audio import g711_decode
+
+    pcm = array.array("h")
+    pcm.frombytes(apology(engine.AudioFormat(type="audio/pcm", rate=8000)))
+    heard = g711_decode(kind, apology(engine.AudioFormat(type=kind, rate=8000)))
+    assert len(heard) == len(pcm)
+    # G.711 keeps each sample within its segment's step: about 1/16 of the magnitude, a little near 0.
+    assert all(abs(h - p) <= abs(p) / 16 + 16 for h, p in zip(heard, pcm, strict=True))
