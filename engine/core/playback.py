@@ -1,8 +1,8 @@
 """The playback ledger: how much of each assistant audio item the user actually heard.
 
-Truncation must say what was *played*, not what was received (peers.md §2,
-items 5 to 8): more than was received is an error on the server, and 0 ms is
-not a truncation but a deletion. The ledger keeps, per response, its audio
+Truncation must say what was *played*, not what was received (docs/peers.md
+§2.2): more than was received is an error on the server, and 0 ms is not a
+truncation but a deletion (docs/protocol.md §8). The ledger keeps, per response, its audio
 items in playback order with the milliseconds received, and takes what was
 played from one of two sources:
 
@@ -12,13 +12,23 @@ played from one of two sources:
 * **an estimate** otherwise: the wall-clock time since the response's first
   delta, laid over its items in order, each clamped to what was received.
 
-All arithmetic is integer milliseconds, floored, so the result never exceeds
-what was received.
+**One rounding rule.** Every quantity enters the ledger as whole milliseconds
+through :func:`whole_ms`: taken to the nearest microsecond, then floored. The
+microsecond step absorbs binary floating point (a clock that moved 1.001 s
+reads 1000.9999999999999 ms; received bytes over a rate of 88.2 bytes/ms); the
+floor keeps what was played at or below what was received. After that all
+arithmetic is on integers: the estimate lays the elapsed milliseconds over the
+items in order, each taking at most its received milliseconds.
 """
 
 from __future__ import annotations
 
 import attrs
+
+
+def whole_ms(ms: float) -> int:
+    """Milliseconds as the ledger counts them: to the nearest microsecond, then floored."""
+    return round(ms * 1000) // 1000
 
 
 @attrs.define
@@ -69,13 +79,13 @@ class PlaybackLedger:
         item = self._items.get(item_id)
         if item is None:
             return False
-        item.acked_ms = max(item.acked_ms or 0, int(ms))
+        item.acked_ms = max(item.acked_ms or 0, whole_ms(ms))
         return True
 
     def received_ms(self, item_id: str) -> int:
         """Milliseconds of audio received for the item."""
         item = self._items.get(item_id)
-        return 0 if item is None else int(item.received_bytes / self._bytes_per_ms)
+        return 0 if item is None else whole_ms(item.received_bytes / self._bytes_per_ms)
 
     def has_audio(self, response_id: str | None) -> bool:
         """True once the response delivered audio."""
@@ -91,15 +101,15 @@ class PlaybackLedger:
         elapsed = None
         start = self._started.get(response_id)
         if start is not None:
-            elapsed = max(0.0, (now - start) * 1000.0)
+            elapsed = max(0, whole_ms((now - start) * 1000.0))
         for item_id in self._order.get(response_id, []):
             received = self.received_ms(item_id)
             item = self._items[item_id]
             if item.acked_ms is not None:
                 played = item.acked_ms
             elif elapsed is not None:
-                played = int(elapsed)
-                elapsed = max(0.0, elapsed - received)
+                played = elapsed
+                elapsed = max(0, elapsed - received)
             else:
                 played = 0
             cuts.append(Cut(item_id=item_id, played_ms=max(0, min(played, received)), received_ms=received))

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
-from engine.core.playback import PlaybackLedger
+from engine.core.playback import PlaybackLedger, whole_ms
 
 BYTES_PER_MS = 48.0  # 24 kHz PCM16
 
@@ -37,6 +37,10 @@ def test_nothing_played_means_delete(sizes: list[int]) -> None:
 
 
 @given(first=chunks, second=chunks, elapsed_ms=st.integers(0, 200_000))
+# 1.001 s is 1000.9999999999999 ms in binary floating point: flooring that raw
+# value once played 1000 of 1001 ms (the ledger's rounding was wrong, not the test).
+@example(first=[96, 96, 96, 96, 7664, 40000], second=[96], elapsed_ms=1001)
+@example(first=[96], second=[96, 96, 96, 7664, 40000], elapsed_ms=1001)
 def test_multi_item_estimate_plays_items_in_order(
     first: list[int], second: list[int], elapsed_ms: int
 ) -> None:
@@ -46,10 +50,42 @@ def test_multi_item_estimate_plays_items_in_order(
     for size in second:
         ledger.received("r1", "b", size, now=0.0)
     a, b = ledger.positions("r1", now=elapsed_ms / 1000)
+    assert (a.received_ms, b.received_ms) == (sum(first) // 48, sum(second) // 48)
     assert a.played_ms == min(elapsed_ms, a.received_ms)
     if b.played_ms > 0:
         assert a.played_ms == a.received_ms  # the second item plays only after the first is done
-    assert b.played_ms == max(0, min(elapsed_ms - a.received_ms, b.received_ms)) or elapsed_ms < a.received_ms
+    assert b.played_ms == min(max(0, elapsed_ms - a.received_ms), b.received_ms)
+
+
+@given(start=st.floats(0, 1e7), elapsed_us=st.integers(0, 10**9))
+def test_the_clock_is_read_to_the_microsecond_then_floored(start: float, elapsed_us: int) -> None:
+    """Whole milliseconds of a clock difference do not depend on where the clock started."""
+    ledger = PlaybackLedger(BYTES_PER_MS)
+    ledger.received("r1", "a", 48 * 2_000_000, now=start)  # 2 000 000 ms, more than any elapsed time
+    (a,) = ledger.positions("r1", now=start + elapsed_us / 1_000_000)
+    assert a.played_ms == elapsed_us // 1000
+
+
+@example(ms=1000.9999999999999, expected=1001)
+@example(ms=999.9994, expected=999)
+@example(ms=0.0004, expected=0)
+@given(ms=st.integers(0, 10**7), expected=st.none())
+def test_whole_ms_is_one_rule(ms: float, expected: int | None) -> None:
+    """Nearest microsecond, then the floor: whole values stay, float noise vanishes."""
+    if expected is None:
+        assert whole_ms(ms) == ms
+        assert whole_ms(ms + 0.9994) == ms
+        assert whole_ms(ms + 0.9999999) == ms + 1  # noise below a microsecond
+    else:
+        assert whole_ms(ms) == expected
+
+
+def test_received_ms_at_44100_hz_floors_after_the_microsecond() -> None:
+    """88.2 bytes per ms: 882 bytes are exactly 10 ms; 880 bytes are 9.977 ms, floored to 9."""
+    ledger = PlaybackLedger(88.2)
+    ledger.received("r1", "a", 882, now=0.0)
+    ledger.received("r1", "b", 880, now=0.0)
+    assert (ledger.received_ms("a"), ledger.received_ms("b")) == (10, 9)
 
 
 def test_acknowledgements_win_over_the_clock() -> None:
