@@ -18,9 +18,10 @@ exact.
 from __future__ import annotations
 
 import base64
+import inspect
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -219,41 +220,91 @@ def read(path: str | Path) -> Iterator[dict[str, Any]]:
                     raise ValueError(f"{path}:{number}: not a JSON record: {exc}") from None
 
 
-def replay(path: str | Path) -> ReplayResult:
-    """Feed a recording's inputs to a fresh core; compare the client events it sends."""
-    records = list(read(path))
-    if not records or records[0].get("kind") != "meta":
-        raise ValueError(f"{path}: a recording starts with a meta record")
-    meta = records[0]
-    start = float(meta["t"])
-    now = [start]
+@attrs.frozen(kw_only=True)
+class Step:
+    """One record of a recording after a fresh core was fed it (see :func:`steps`).
+
+    ``command`` is a recorded command as its name and arguments by parameter
+    name (``("audio_played", {"item_id": ..., "ms": ...})``), whatever shape the
+    line had; ``effects`` is what the core produced for an input record (empty
+    for output records, which are kept so readers see everything recorded);
+    ``states`` is every core machine's state after the record.
+    """
+
+    t: float
+    record: dict[str, Any]
+    command: tuple[str, dict[str, Any]] | None
+    effects: list[fx.Effect]
+    states: dict[str, str]
+
+
+def steps(records: Iterable[dict[str, Any]], *, source: str = "recording") -> Iterator[Step]:
+    """Feed a recording's inputs to a fresh core, yielding each record with what it produced.
+
+    The one reading of recorded inputs: :func:`replay` and the call timeline
+    (:mod:`engine.timeline`) both go through it.
+    """
+    it = iter(records)
+    meta = next(it, None)
+    if meta is None or meta.get("kind") != "meta":
+        raise ValueError(f"{source}: a recording starts with a meta record")
+    now = [float(meta["t"])]
     conv = Conversation(
         config_from_wire(meta["config"]),
         clock=lambda: now[0],
         history=[_item(h) for h in meta.get("history", [])],
         options=CoreOptions(**meta.get("options", {})),
     )
-    timeline: list[str] = []
-    replayed: list[dict[str, Any]] = []
-    recorded: list[dict[str, Any]] = []
-    for record in records[1:]:
-        kind = record["kind"]
+    for record in it:
+        kind = record.get("kind")
         now[0] = float(record.get("t", now[0]))
-        if kind == "client":
-            recorded.append(record["event"])
-            continue
+        command: tuple[str, dict[str, Any]] | None = None
+        effects: list[fx.Effect] = []
         if kind == "server":
             effects = conv.receive(decode(json.dumps(_server_event(record))))
         elif kind == "call":
+            command = _command(record)
             effects = _call(conv, record)
-        else:
-            continue
-        for effect in effects:
+        yield Step(
+            t=now[0],
+            record=record,
+            command=command,
+            effects=effects,
+            states={"conversation": conv.state.value, "response": conv.phase.value},
+        )
+
+
+def replay(path: str | Path) -> ReplayResult:
+    """Feed a recording's inputs to a fresh core; compare the client events it sends."""
+    records = list(read(path))
+    start = float(records[0].get("t", 0.0)) if records else 0.0
+    timeline: list[str] = []
+    replayed: list[dict[str, Any]] = []
+    recorded: list[dict[str, Any]] = []
+    for step in steps(records, source=str(path)):
+        if step.record["kind"] == "client":
+            recorded.append(step.record["event"])
+        for effect in step.effects:
             if isinstance(effect, fx.Send):
                 replayed.append(_wire_form(effect.event))
             elif isinstance(effect, fx.Emit) and isinstance(effect.event, ev.StateChanged):
-                timeline.append(f"{now[0] - start:9.3f}s  {effect.event.old} -> {effect.event.new}")
+                timeline.append(f"{step.t - start:9.3f}s  {effect.event.old} -> {effect.event.new}")
     return ReplayResult(timeline=timeline, replayed=replayed, recorded=recorded)
+
+
+def _command(record: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A recorded call as its name and its arguments by parameter name."""
+    name = record["name"]
+    args = list(record.get("args", []))
+    kwargs = {k: v for k, v in record.items() if k not in ("kind", "t", "name", "args")}
+    method = getattr(Conversation, name, None)
+    if method is None:
+        return name, {"args": args, **kwargs}
+    try:
+        bound = inspect.signature(method).bind(None, *args, **kwargs)
+    except TypeError:
+        return name, {"args": args, **kwargs}
+    return name, {k: v for k, v in bound.arguments.items() if k != "self"}
 
 
 def _item(data: dict[str, Any]) -> Item:
