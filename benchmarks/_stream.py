@@ -1,4 +1,4 @@
-"""A recorded-style stream of server events, as the service sends them (protocol.md §6).
+"""A recorded-style stream of server events, as the service sends them (docs/protocol.md §6).
 
 Each turn is a server-VAD user turn (speech, commit, item, transcription), then
 an audio answer: mostly ``response.output_audio.delta`` of 60 ms of 24 kHz

@@ -2,7 +2,7 @@
 
 The core and the providers consult a profile instead of branching on the
 provider's name, so supporting a third OpenAI-compatible service is one new
-``Profile`` (plus its tests). Facts are from protocol.md (§1, §2, §4, §7).
+``Profile`` (plus its tests). Facts are from docs/protocol.md (§1, §2, §4, §12).
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ _EXTENSION_FIELDS = {
 INWORLD = Profile(
     name="inworld",
     auth_schemes=("Basic", "Bearer"),
-    # Inworld documents conversation.item.truncate (protocol.md §2), though pipecat never sends it.
+    # Inworld documents conversation.item.truncate (docs/protocol.md §2), though pipecat never sends it.
     supports_truncation=True,
     server_continues_after_tools=False,  # we send providerData.auto_tool_response = false
     voice_locked_after_audio=False,  # partial updates may change the voice mid-session

@@ -106,12 +106,12 @@ class Inworld:
             raise ValueError(f"auth must be 'basic' or 'bearer', got {value!r}")
 
     def endpoint(self) -> tuple[str, dict[str, str]]:
-        """A fresh session key on every connect, as the service expects (protocol.md §1.1)."""
+        """A fresh session key on every connect, as the service expects (docs/protocol.md §1.1)."""
         query = {"key": transient_secret(f"engine-realtime-{uuid.uuid4().hex}"), "protocol": "realtime"}
         return _join(self.url, query), {"Authorization": f"{self.auth.capitalize()} {self.api_key.reveal()}"}
 
     def prepare(self, config: SessionConfig) -> SessionConfig:
-        """Inworld's defaults (protocol.md §4.3) for unset fields; the client answers tools."""
+        """Inworld's defaults (docs/protocol.md §4.3) for unset fields; the client answers tools."""
         self.profile.check(config)
         provider_data: dict[str, Any] = {
             "metadata": {"sdk": self.sdk_name},
@@ -149,7 +149,7 @@ class OpenAI:
     profile: Profile = OPENAI
 
     def endpoint(self) -> tuple[str, dict[str, str]]:
-        """The model goes in the query (protocol.md §1.2)."""
+        """The model goes in the query (docs/protocol.md §1.2)."""
         scheme = self.profile.auth_schemes[0]
         return _join(self.url, {"model": self.model}), {"Authorization": f"{scheme} {self.api_key.reveal()}"}
 

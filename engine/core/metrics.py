@@ -3,7 +3,7 @@
 A turn runs from the end of the user's input (server VAD's ``speech_stopped``,
 or the client's ``response.create``) to the ``response.done`` that hands the
 floor back (after any tool round trips). Timestamps that did not happen stay
-``None``; nothing is ever a sentinel number (peers.md §2, item 18).
+``None``; nothing is ever a sentinel number (docs/peers.md §2.5).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Server events, part two: everything under ``response.*``.
 
-The order in which these arrive for one response is fixed by GA (protocol.md
+The order in which these arrive for one response is fixed by GA (docs/protocol.md
 §6): created, output items with their content parts and deltas, then done.
 """
 

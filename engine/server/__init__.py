@@ -1,6 +1,6 @@
 """The local realtime server: an Inworld-like WebSocket endpoint with no network behind it.
 
-It speaks the GA event protocol of protocol.md with a deterministic assistant
+It speaks the GA event protocol of docs/protocol.md with a deterministic assistant
 (echo, tool calls, tool results), a real energy VAD over the audio it
 receives, paced synthetic speech, and fault injection for tests. Run it with
 ``python -m engine.server --port 8765``, or in-process::

@@ -63,14 +63,14 @@ NO_FAULTS = Faults()
 
 @attrs.frozen(kw_only=True)
 class Quirks:
-    """Inworld behaviours that differ from GA, off by default (protocol.md §7).
+    """Inworld behaviours that differ from GA, off by default (docs/protocol.md §12).
 
     Attributes:
         manual_vad_events: ``speech_started`` / ``speech_stopped`` fire in manual
             mode too (``turn_detection: null``), without committing anything
             (pipecat CHANGELOG 1.4.0).
         omit_call_name: ``response.function_call_arguments.done`` carries no
-            ``name``; the name is only on the function_call item (§7.1).
+            ``name``; the name is only on the function_call item (§12).
     """
 
     manual_vad_events: bool = False

@@ -1,4 +1,4 @@
-"""The HTTP upgrade check, as Inworld's and OpenAI's endpoints do it (protocol.md §1.1, §1.2).
+"""The HTTP upgrade check, as Inworld's and OpenAI's endpoints do it (docs/protocol.md §1.1, §1.2).
 
 Inworld's form: an ``Authorization`` header, ``Basic <key>`` or ``Bearer <jwt>``
 (401 without), and the query parameters ``key=<session id>`` and

@@ -1,6 +1,6 @@
 """Checking and normalising the items a client creates (``conversation.item.create``).
 
-GA item shapes (protocol.md §5.1): system messages hold ``input_text``; user
+GA item shapes (docs/protocol.md §5.1): system messages hold ``input_text``; user
 messages ``input_text``, ``input_audio`` or ``input_image``; assistant
 messages ``output_text`` only (GA cannot create assistant audio). A
 ``function_call`` needs ``name`` and ``arguments``, a ``function_call_output``

@@ -3,8 +3,8 @@
 Every error is ``invalid_request_error`` unless said otherwise and carries the
 ``event_id`` of the client event that caused it (when it had one), so a client
 can tie the failure to its request. None of them closes the connection.
-Codes marked (OpenAI) are ones seen from OpenAI or Inworld (protocol.md §3.3,
-peers.md); the rest are this server's own, named in the same style.
+Codes marked (OpenAI) are ones seen from OpenAI or Inworld (docs/protocol.md §10,
+docs/peers.md §2.1); the rest are this server's own, named in the same style.
 """
 
 from __future__ import annotations

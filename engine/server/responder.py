@@ -1,13 +1,13 @@
 """One response as a timed plan of server events, and how it is cut short.
 
 A :class:`ResponseStream` is built whole when the response starts: every event
-of the GA order (protocol.md §6a steps 9-17, §6b, §6c) with the *media time*
+of the GA order (docs/protocol.md §6.1 steps 9-17, §6.2, §6.3) with the *media time*
 at which it is due (audio delta ``k`` at ``k * 60`` ms). The session core
 releases events as time passes: an event is due at ``start + offset * pace``,
 so ``pace=1`` streams audio in real time, ``pace=0.5`` twice as fast and
 ``pace=0`` all at once. While releasing, the stream notes what it has opened
 (the output item, the content part, the transcript so far), which is exactly
-what :meth:`ResponseStream.cancel` must close, in the GA order of §6d.
+what :meth:`ResponseStream.cancel` must close, in the GA order of §6.4.
 
 Events are built without ``event_id``; the core stamps ids as it sends them.
 """
@@ -106,7 +106,7 @@ class ResponseStream:
             self.item = None
 
     def cancel(self, reason: str) -> list[ServerEvent]:
-        """Close what is open and end the response ``cancelled`` (protocol.md §6d)."""
+        """Close what is open and end the response ``cancelled`` (docs/protocol.md §6.4)."""
         plan = self.plan
         ids: dict[str, Any] = {"response_id": self.id, "output_index": 0}
         out: list[ServerEvent] = []

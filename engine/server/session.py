@@ -11,11 +11,11 @@ drives response pacing and the ``ping`` keep-alive. :meth:`next_deadline`
 says when :meth:`poll` next has something to release. Voice activity needs no
 clock at all: it runs on the timeline of the audio received.
 
-Event orders follow protocol.md §6: a voice turn is speech_started,
+Event orders follow docs/protocol.md §6: a voice turn is speech_started,
 speech_stopped, committed, conversation.item.added/done, transcription deltas
-and completed, then (``create_response``) the response of §6a; speech during a
+and completed, then (``create_response``) the response of §6.1; speech during a
 response with ``interrupt_response`` cancels it with reason ``turn_detected``
-(§6d). Errors never end the connection.
+(§6.4). Errors never end the connection.
 """
 
 from __future__ import annotations
@@ -285,7 +285,7 @@ class ServerSession:
         return self._commit(item_id, round(ms), rms(self._buffered_energy, self._buffered))
 
     def _commit(self, item_id: str, duration_ms: int, level: float) -> list[ServerEvent]:
-        """Turn the buffer into a user item, then transcribe it (protocol.md §6a steps 5-8)."""
+        """Turn the buffer into a user item, then transcribe it (docs/protocol.md §6.1 steps 6-8)."""
         transcript = self._next_transcript()
         if transcript is None:
             transcript = f"[speech {duration_ms / 1000:.2f} s, {loudness_label(level)}]"

@@ -1,7 +1,7 @@
 """The server's view of the session configuration: the GA dict, merged and validated.
 
-``session.update`` changes only the fields present (GA semantics; protocol.md
-§2.1). ``audio``, ``audio.input``, ``audio.output`` and Inworld's
+``session.update`` changes only the fields present (GA semantics; docs/protocol.md
+§4). ``audio``, ``audio.input``, ``audio.output`` and Inworld's
 ``providerData`` merge key by key; every other value is replaced whole, except
 that a ``turn_detection`` of the same ``type`` merges. The merged result is
 validated and normalised (formats and turn detection get every field, through
@@ -58,7 +58,7 @@ DEFAULT_SESSION: dict[str, Any] = {
     "tool_choice": "auto",
     "max_output_tokens": "inf",
 }
-"""Inworld's defaults as pipecat sees them (protocol.md §4.3), in GA layout."""
+"""Inworld's defaults as pipecat sees them (docs/protocol.md §4.3), in GA layout."""
 
 
 class UnknownParameter(ConfigError):

@@ -57,7 +57,7 @@ def audio_deltas(rid: str, item: str, count: int, ms: int = 60) -> Reply:
 
 
 def response_head(rid: str, item: str) -> Reply:
-    """``response.created`` and the assistant message item (protocol.md §6a steps 9-12)."""
+    """``response.created`` and the assistant message item (docs/protocol.md §6.1 steps 9-12)."""
     message = {"id": item, "type": "message", "role": "assistant", "status": "in_progress", "content": []}
     return [
         {"type": "response.created", "response": {"id": rid, "status": "in_progress"}},
@@ -83,7 +83,7 @@ def response_done(rid: str, status: str = "completed", output: list[dict[str, An
 
 
 def audio_response(rid: str, item: str, text: str, chunks: int = 3) -> Reply:
-    """A GA-ordered audio response (protocol.md §6a steps 9-17)."""
+    """A GA-ordered audio response (docs/protocol.md §6.1 steps 9-17)."""
     events = response_head(rid, item)
     for delta, words in zip(audio_deltas(rid, item, chunks), pieces(text, chunks), strict=True):
         events.append(delta)
@@ -98,7 +98,7 @@ def audio_response(rid: str, item: str, text: str, chunks: int = 3) -> Reply:
 
 
 def function_call_response(rid: str, calls: list[tuple[str, str, str]]) -> Reply:
-    """A response whose output is function calls ``(call_id, name, arguments)`` (protocol.md §6c)."""
+    """A response whose output is function calls ``(call_id, name, arguments)`` (docs/protocol.md §6.3)."""
     events: Reply = [{"type": "response.created", "response": {"id": rid, "status": "in_progress"}}]
     done_items = []
     for index, (call_id, name, arguments) in enumerate(calls):
@@ -121,7 +121,7 @@ def function_call_response(rid: str, calls: list[tuple[str, str, str]]) -> Reply
 
 
 def vad_turn(item: str, words: list[str]) -> Reply:
-    """A server-VAD user turn (protocol.md §6a steps 3-8): speech, commit, item, transcript."""
+    """A server-VAD user turn (docs/protocol.md §6.1 steps 4-8): speech, commit, item, transcript."""
     user = {"id": item, "type": "message", "role": "user", "content": [{"type": "input_audio"}]}
     events: Reply = [
         {"type": "input_audio_buffer.speech_started", "item_id": item, "audio_start_ms": 100},

@@ -89,7 +89,7 @@ async def test_audio_is_rechunked_to_60ms_in_order_and_the_tail_flushed_on_commi
                 await session.commit_audio()
                 await peer.wait_for("input_audio_buffer.commit")
                 await round_trip(session, peer)
-                sent = session.statistics()["audio_chunks_sent"]
+                sent = session.statistics().audio_chunks_sent
 
     # While streaming: whole 60 ms chunks only, in order; the 20 ms tail waits.
     assert [len(c) for c in streamed] == [CHUNK] * 4
@@ -240,7 +240,7 @@ def _speech_started(item: str = "item_u2") -> list[dict[str, Any]]:
 
 
 def _cancelled(rid: str, item: str) -> list[dict[str, Any]]:
-    """How the server closes out a cut response (protocol.md §6d step 2)."""
+    """How the server closes out a cut response (docs/protocol.md §6.4 step 2)."""
     audio_done = {"type": "response.output_audio.done", "response_id": rid, "item_id": item}
     return [audio_done, *response_done(rid, "cancelled")]
 

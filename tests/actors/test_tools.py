@@ -1,7 +1,7 @@
 """Tool calls against the scripted peer: schema, one output per call, one follow-up response.
 
 The peer answers the first ``response.create`` with function calls
-(protocol.md §6c) and every later one with an audio reply, so a test sees the
+(docs/protocol.md §6.3) and every later one with an audio reply, so a test sees the
 whole loop: call, tool run, ``function_call_output``, ``response.create``,
 follow-up audio.
 """

@@ -1,7 +1,7 @@
 """A synchronous driver for the pure core: feed wire JSON, read back effects by kind.
 
 Besides the :class:`Driver` itself this module holds small builders for the wire
-shapes of protocol.md §6 (responses, message and function-call items) and the
+shapes of docs/protocol.md §6 (responses, message and function-call items) and the
 server's half of the typical sequences, so each test states only what differs.
 """
 
@@ -92,7 +92,7 @@ class Driver:
     # ------------------------------------------------------------ server halves of §6
 
     def user_turn(self, item_id: str = "item_u1", transcript: str | None = None) -> list[Effect]:
-        """§6(a) steps 3-7: speech started/stopped, committed, the user item added and done."""
+        """§6.1 steps 4-7: speech started/stopped, committed, the user item added and done."""
         start = len(self.effects)
         self.server("input_audio_buffer.speech_started", item_id=item_id, audio_start_ms=1000)
         self.server("input_audio_buffer.speech_stopped", item_id=item_id, audio_end_ms=2500)
@@ -109,7 +109,7 @@ class Driver:
         return self.effects[start:]
 
     def start_reply(self, rid: str, item_id: str) -> list[Effect]:
-        """§6(a) steps 9-12: response.created, the assistant item, its audio part."""
+        """§6.1 steps 9-12: response.created, the assistant item, its audio part."""
         start = len(self.effects)
         self.server("response.created", response=response(rid))
         self.server("rate_limits.updated", rate_limits=[{"name": "requests", "limit": 100, "remaining": 99}])
@@ -127,7 +127,7 @@ class Driver:
         return self.effects[start:]
 
     def audio(self, rid: str, item_id: str, b64: str, words: str | None = None) -> list[Effect]:
-        """§6(a) step 13: one audio delta, optionally with a transcript delta."""
+        """§6.1 step 13: one audio delta, optionally with a transcript delta."""
         start = len(self.effects)
         part = {"response_id": rid, "item_id": item_id, "output_index": 0, "content_index": 0}
         self.server("response.output_audio.delta", **part, delta=b64)
@@ -138,7 +138,7 @@ class Driver:
     def finish_reply(
         self, rid: str, item_id: str, transcript: str, *, status: str = "completed", **done: Any
     ) -> list[Effect]:
-        """§6(a) steps 14-17 (or §6(d) step 2 with ``status="cancelled"``)."""
+        """§6.1 steps 14-17 (or §6.4 step 2 with ``status="cancelled"``)."""
         start = len(self.effects)
         part = {"response_id": rid, "item_id": item_id, "output_index": 0, "content_index": 0}
         item_status = "completed" if status == "completed" else "incomplete"
@@ -154,7 +154,7 @@ class Driver:
     def announce_call(
         self, rid: str, call_id: str, name: str, *, index: int = 0, item_id: str | None = None
     ) -> list[Effect]:
-        """§6(c) step 2: the function_call item, via output_item.added then conversation.item.added."""
+        """§6.3 step 2: the function_call item, via output_item.added then conversation.item.added."""
         start = len(self.effects)
         item = function_call_item(call_id, name, item_id=item_id)
         self.server("response.output_item.added", response_id=rid, output_index=index, item=item)
@@ -171,7 +171,7 @@ class Driver:
         index: int = 0,
         item_id: str | None = None,
     ) -> list[Effect]:
-        """§6(c) steps 3-4: argument deltas, then arguments.done (``name=None``: Inworld omits it)."""
+        """§6.3 steps 3-4: argument deltas, then arguments.done (``name=None``: Inworld omits it)."""
         start = len(self.effects)
         where = {"response_id": rid, "item_id": item_id or f"item_{call_id}", "output_index": index}
         half = len(arguments) // 2

@@ -1,7 +1,7 @@
 """The rules around the transitions: the response slot, errors, updates, illegal input, lifecycle.
 
-They come from protocol.md §3.3 and §6 and from the pain points in peers.md §2
-(1-4: the single response slot; 10: every call answered once; 21: voice locks).
+They come from docs/protocol.md §7, §10 and §6 and from the pain points in docs/peers.md
+§2.1, §2.3 and §2.6 (the single response slot, every call answered once, voice locks).
 The tests in the last section pin down engine bugs found (and fixed) while writing them.
 """
 
@@ -194,7 +194,7 @@ def test_cancel_drops_an_owed_request() -> None:
     assert d.where == (C.SESSION_READY, P.IDLE)
 
 
-# ------------------------------------------------------------------ errors (§3.3)
+# ----------------------------------------------------- errors (docs/protocol.md §10)
 
 
 @pytest.mark.parametrize("code", ["response_cancel_not_active", "conversation_already_has_active_response"])
@@ -312,7 +312,7 @@ def test_response_done_twice() -> None:
     assert d.where == where == (C.SESSION_READY, P.IDLE)
 
 
-# ------------------------------------------------------------------ update (peers.md §2 item 21)
+# ----------------------------------------------------- update (docs/peers.md §2.6)
 
 
 def test_voice_change_after_audio_is_rejected() -> None:

@@ -1,4 +1,4 @@
-"""The four typical event sequences of protocol.md §6, driven through the real core.
+"""The four typical event sequences of docs/protocol.md §6, driven through the real core.
 
 Each test feeds realistic wire events and checks, step by step, the exact client
 events sent, the exact user events emitted and where both machines stand.
@@ -355,7 +355,7 @@ def test_c_function_call_result_and_follow_up(name_on_done: bool) -> None:
     ]
     assert d.where == (C.RESPONDING, P.REQUESTED)
 
-    # §6(c) step 10: the second response proceeds as in (a).
+    # §6.3 step 9: the second response proceeds as in §6.1.
     d.take()
     output_echo = {"id": "item_out1", "type": "function_call_output", "call_id": "call_1", "output": "{}"}
     d.server("conversation.item.added", previous_item_id="item_call_1", item=output_echo)

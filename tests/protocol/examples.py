@@ -1,7 +1,7 @@
 """Representative wire events: one or more realistic instances of every event class.
 
 Shared by the round-trip tests and the GA schema tests. Values follow the GA
-shapes in protocol.md §3 and §5 (ids like ``item_…``, ``resp_…``, base64 PCM).
+shapes in docs/protocol.md §3 and §5 (ids like ``item_…``, ``resp_…``, base64 PCM).
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from openai.types.realtime import RealtimeClientEvent, RealtimeServerEvent
 INWORLD_EXTRAS: frozenset[str] = frozenset(
     {"session.temperature", "session.audio.output.model", "session.providerData"}
 )
-"""Documented Inworld-only extensions over GA (protocol.md §4.1), as payload paths."""
+"""Documented Inworld-only extensions over GA (docs/protocol.md §4.4), as payload paths."""
 
 
 @cache

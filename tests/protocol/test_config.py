@@ -101,7 +101,7 @@ def test_all_pcm_rates_are_accepted(rate: int) -> None:
 
 
 def test_pcm_rates_constant_matches_the_fact_sheet() -> None:
-    """PCM_RATES is exactly protocol.md's list (§7.8)."""
+    """PCM_RATES is exactly the list of docs/protocol.md §4.1."""
     assert PCM_RATES == (8000, 16000, 24000, 32000, 44100, 48000)
 
 
@@ -124,7 +124,7 @@ def test_g711_without_explicit_rate(kind: str) -> None:
 
 
 def test_inworld_config_matches_appendix_b() -> None:
-    """An Inworld-style config renders to protocol.md Appendix B's ``session``, key by key."""
+    """An Inworld-style config renders to the ``session`` of docs/protocol.md §4.3, key by key."""
     config = SessionConfig(
         model="openai/gpt-4.1-mini",
         voice="Clive",

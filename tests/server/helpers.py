@@ -36,7 +36,7 @@ AUDIO_RESPONSE = [
     "conversation.item.done",
     "response.done",
 ]
-"""The GA order of an audio response (protocol.md §6a steps 9-17), deltas collapsed."""
+"""The GA order of an audio response (docs/protocol.md §6.1 steps 9-17), deltas collapsed."""
 
 TEXT_RESPONSE = [
     "response.created",
@@ -50,7 +50,7 @@ TEXT_RESPONSE = [
     "conversation.item.done",
     "response.done",
 ]
-"""The GA order of a text-only response (protocol.md §6b)."""
+"""The GA order of a text-only response (docs/protocol.md §6.2)."""
 
 CANCELLED_AUDIO = [
     "response.output_audio.done",
@@ -60,7 +60,7 @@ CANCELLED_AUDIO = [
     "conversation.item.done",
     "response.done",
 ]
-"""The GA closing order of a cancelled audio response (protocol.md §6d)."""
+"""The GA closing order of a cancelled audio response (docs/protocol.md §6.4)."""
 
 DELTAS = frozenset(
     {
@@ -116,7 +116,7 @@ def collapse(types: Sequence[str]) -> list[str]:
 def _as_ga_rates(value: Any) -> Any:
     """A copy with every PCM ``format`` at 24 kHz.
 
-    GA fixes PCM at 24000 Hz; Inworld accepts 8000-48000 (protocol.md §4.1), so
+    GA fixes PCM at 24000 Hz; Inworld accepts 8000-48000 (docs/protocol.md §4.1), so
     other rates are the one documented deviation the schema check tolerates.
     """
     if isinstance(value, list):
