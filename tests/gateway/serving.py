@@ -23,10 +23,10 @@ import anyio
 import attrs
 
 import engine
+from engine.audio import g711_encode
 from engine.demo import speech
 from engine.gateway.agent import Agent
 from engine.gateway.app import BridgeOptions, Gateway
-from engine.gateway.bridge import _g711
 from engine.gateway.serve import listening_socket, serve_gateway
 from engine.server import LocalServer
 from engine.transports import connect
@@ -42,7 +42,7 @@ def ulaw_speech(seconds: float = 0.6, kind: str = "audio/pcmu") -> bytes:
     pcm = speech(seconds, rate=RATE)
     samples = array.array("h")
     samples.frombytes(pcm)
-    return _g711(kind, samples)
+    return g711_encode(kind, samples)
 
 
 def ulaw_silence(ms: int, kind: str = "audio/pcmu") -> bytes:
@@ -113,13 +113,14 @@ async def running_gateway(
     drain_timeout: float = 5.0,
     mark_every: int = 1,
     expected_key: str | None = None,
+    api_key: str = "local-key",
 ) -> AsyncIterator[Served]:
     """Serve a gateway in-process on 127.0.0.1 port 0 until the block ends (then drain)."""
     async with LocalServer(pace=pace, ping_interval=None, expected_key=expected_key).running() as server:
         gateway = Gateway(
             agent or weather_agent(settings=engine.SessionSettings(ready_timeout=3, close_timeout=1)),
             max_calls=max_calls,
-            provider=engine.Inworld(api_key="local-key", url=server.url()),
+            provider=engine.Inworld(api_key=api_key, url=server.url()),
             secrets=secrets,
             bridge=BridgeOptions(start_timeout=3.0, close_timeout=1.0, mark_every=mark_every),
         )
