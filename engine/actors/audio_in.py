@@ -60,6 +60,7 @@ class AudioIn:
         *,
         report_drop: Callable[[int], None],  # called with the drops so far in this episode
         report_misaligned: Callable[[int, str], None] = lambda dropped, where: None,
+        report_overflow: Callable[[], None] = lambda: None,  # put_nowait dropped audio (once per overflow)
         chunk_ms: int = 60,
         hold_limit_ms: int = 10_000,
         hold_policy: str = "drop_oldest",
@@ -75,6 +76,8 @@ class AudioIn:
         self.outbox = outbox
         self._report_drop = report_drop
         self._report_misaligned = report_misaligned
+        self._report_overflow = report_overflow
+        self._overflowing = False  # put_nowait is dropping: reported once until a chunk is taken again
         self._inbox_size = inbox_size
         self._tg: Starter | None = None
         self._send: MemoryObjectSendStream[bytes | _Flush] | None = None
@@ -133,6 +136,42 @@ class AudioIn:
             if self._open and not self._in_hand and self._send_direct(chunk):
                 continue
             await self._to_actor(chunk)
+
+    def put_nowait(self, pcm: bytes | bytearray | memoryview) -> None:
+        """Accept caller audio without waiting: a chunk that finds the inbox full is dropped.
+
+        The drop is counted in ``dropped_chunks`` and reported once per overflow
+        (``report_overflow``): an audio callback can neither wait nor handle an error.
+
+        Raises:
+            TypeError: as :meth:`put`.
+        """
+        if not isinstance(pcm, bytes | bytearray | memoryview):
+            raise TypeError(
+                f"send_audio_nowait() takes bytes, bytearray or memoryview, not {type(pcm).__name__}"
+            )
+        if self._paused or not pcm:
+            return
+        self._buffer += pcm
+        size = self.chunk_bytes
+        while len(self._buffer) >= size:
+            chunk = bytes(self._buffer[:size])
+            del self._buffer[:size]
+            if self._open and not self._in_hand and self._send_direct(chunk):
+                self._overflowing = False
+                continue
+            try:
+                inbox = self._inbox()
+                inbox.send_nowait(chunk)
+            except anyio.WouldBlock:
+                self.dropped_chunks += 1
+                if not self._overflowing:
+                    self._overflowing = True
+                    log.warning("send_audio_nowait: the audio-in inbox is full; dropping caller audio")
+                    self._report_overflow()
+                continue
+            self._in_hand += 1
+            self._overflowing = False
 
     def _send_direct(self, chunk: bytes) -> bool:
         """Queue ``chunk`` in the outbox from the caller's task, if that can be done without waiting."""

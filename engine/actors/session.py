@@ -1,67 +1,56 @@
-"""The public ``Session``: the actors around the pure core, under one task group.
+"""The public ``Session``: a facade over the connection supervisor and the pure core.
 
-Actors (one concern and one resource each, talking over bounded streams):
+The work is done by actors under one task group (one concern and one resource
+each, talking over bounded streams):
 
-* **reader**: receives frames, decodes them, feeds the core, applies effects;
-* **writer**: the only task that writes to the socket (:mod:`engine.actors.outbox`);
-* **audio-in**: chunks and encodes caller audio (:mod:`engine.actors.audio_in`);
-* **tool runner**: one task per call (:mod:`engine.actors.tool_runner`);
-* **dispatcher**: one task per callback (:mod:`engine.actors.dispatch`);
-* **timers**: the core's deadlines (:mod:`engine.actors.timers`).
+* **connection** (:mod:`engine.actors.supervisor`): opens sockets, runs the
+  read loop, reconnects and restores, rolls over, closes; it steps the
+  session's lifecycle machine (:mod:`engine.core.lifecycle`);
+* **effects** (:mod:`engine.actors.effects`): performs what the core asks for;
+* **writer** (:mod:`engine.actors.outbox`), the only task writing to the socket;
+* **audio-in** (:mod:`engine.actors.audio_in`), **tool runner**
+  (:mod:`engine.actors.tool_runner`), **dispatcher**
+  (:mod:`engine.actors.dispatch`), **timers** (:mod:`engine.actors.timers`).
 
-The core is synchronous, so any task may feed it; effects are applied by the
-task that produced them, and the outbox's fair lock keeps their order on the
-wire. ``connect()`` returns once the session is ready; leaving it (or
-``close()``) ends everything within ``close_timeout``, even when the server
+This module is the public API only. As in trio: every ``async`` call
+checkpoints; a call that cannot block is sync (``send_audio_nowait``,
+``audio_played``, ``publish``); ``aclose()`` closes; ``statistics()`` returns a
+frozen record. ``connect()`` returns once the session is ready; leaving it (or
+``aclose()``) ends everything within ``close_timeout``, even when the server
 never answers the close handshake, and wakes every waiter.
 """
 
 from __future__ import annotations
 
-import logging
-import math
-import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+import threading
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar, overload
 
 import anyio
-import anyio.abc
+import anyio.lowlevel
 import attrs
-import sniffio
 
-from engine.actors.audio_in import AudioIn
 from engine.actors.dispatch import Callback, Dispatcher, EventStream, in_callback_thread
+from engine.actors.effects import Interpreter
 from engine.actors.group import ActorGroup
-from engine.actors.outbox import Outbox, run_writer
 from engine.actors.settings import SessionSettings
-from engine.actors.timers import Timers
-from engine.actors.tool_runner import ToolRunner, error_output
-from engine.core import effects as fx
+from engine.actors.supervisor import Supervisor, loop_caller
+from engine.actors.values import SessionStatistics, to_item
 from engine.core import events as ev
 from engine.core.conversation import Conversation
 from engine.core.diagram import diagram
+from engine.core.lifecycle import Lifecycle, LifecycleMachine
 from engine.core.states import Phase, State
-from engine.errors import ConnectionClosed, EngineError, ProtocolError, SessionClosed, TransportError, leaves
+from engine.errors import EngineError, SessionClosed, leaves
 from engine.protocol.client import ResponseParams
-from engine.protocol.codec import RepairedMessage, decode, encode
 from engine.protocol.config import SessionConfig
 from engine.protocol.items import Item
 from engine.protocol.text import check_item, check_text
 from engine.providers import Provider
-from engine.record import Recorder, RecordingConversation
-from engine.redaction import redact
 from engine.tools import Tool
-from engine.transports.base import Connector, Transport
-from engine.transports.urls import redact_url
-
-log = logging.getLogger(__name__)
-
-ROLLOVER_TIMER = "session_rollover"
-ROLL_OVER_CODES = frozenset({"session_expired"})
-"""Server error codes that end the server's session, not the call: the session reconnects and restores."""
-_STREAMED = frozenset({ev.AudioOut, ev.AssistantTranscript, ev.AssistantText, ev.UserTranscript})
+from engine.transports.base import Connector
 
 E = TypeVar("E")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -80,6 +69,10 @@ class Session:
         record: write a replayable JSON-lines recording of the session to this path
             (``python -m engine replay FILE``); secrets are never recorded.
         record_audio: keep audio bytes in the recording (default: lengths only).
+
+    Every command (``send_*``, ``commit_audio``, ``clear_audio``, ``create_response``,
+    ``cancel_response``, ``interrupt``, ``update``, ``reset``) raises ``SessionClosed``
+    when the session is not connected (before ``connect()``, or once closing).
     """
 
     def __init__(
@@ -99,43 +92,38 @@ class Session:
         self._initial = tuple(to_item(h) for h in history)
         for number, item in enumerate(self._initial):  # a restore replays each: refuse what cannot be sent
             check_item(item, self.settings.max_item_bytes, f"history entry {number}")
-        self._connector = connector
         self._record = (Path(record), record_audio) if record is not None else None
-        self._recorder: Recorder | None = None
         self._tools: dict[str, Tool] = {}
         self._callbacks: list[tuple[tuple[type, ...] | None, Callback]] = []
         self._dispatcher = Dispatcher(
             event_buffer=self.settings.event_buffer,
             slow_callback_threshold=self.settings.slow_callback_threshold,
         )
-        self._conv: Conversation | None = None
-        self._tg: ActorGroup | None = None
-        self._body_scope: anyio.CancelScope | None = None
-        self._transport: Transport | None = None
-        self._outbox: Outbox | None = None
-        self._audio: AudioIn | None = None
-        self._timers: Timers | None = None
-        self._runner: ToolRunner | None = None
-        self._ready = anyio.Event()
-        self._closed = anyio.Event()
-        self._closing = False
-        self._fatal: ev.Error | None = None
+        self._lifecycle = LifecycleMachine()
+        self._supervisor = Supervisor(provider, self.settings, self._dispatcher, self._lifecycle, connector)
+        self._group: ActorGroup | None = None  # while connected: where callbacks added late run
         self._paused = False
-        self._failure: BaseException | None = None
-        self._drop_reason: BaseException | None = None
-        self._ready_on_socket = False
-        self._rollover = False
-        self._rollover_due = False
-        self._attempt = 0
-        self._ready_at: float | None = None  # when the current socket became ready
-        self._ready_scope: anyio.CancelScope | None = None  # the ready deadline of a reconnect socket
-        self._sleep: Callable[[float], Awaitable[None]] = anyio.sleep
-        self._random: Callable[[], float] = random.random
+        self._loop_thread: int | None = None
+        self._call_soon: Callable[..., object] | None = None
 
     def __repr__(self) -> str:
-        return f"<Session provider={self.provider.name} state={self.state.value}>"
+        return f"<Session provider={self.provider.name} lifecycle={self._lifecycle.state} state={self.state}>"
 
     # ------------------------------------------------------------------ registration
+
+    @overload
+    def tool(self, fn: F, /) -> F: ...
+
+    @overload
+    def tool(
+        self,
+        fn: None = None,
+        /,
+        *,
+        name: str | None = None,
+        timeout: float = 30.0,
+        cancel_on_interrupt: bool = True,
+    ) -> Callable[[F], F]: ...
 
     def tool(
         self,
@@ -145,8 +133,11 @@ class Session:
         name: str | None = None,
         timeout: float = 30.0,
         cancel_on_interrupt: bool = True,
-    ) -> Any:
-        """Register a function as a tool; its schema comes from its signature and docstring."""
+    ) -> F | Callable[[F], F]:
+        """Register a function as a tool (``@session.tool`` or ``@session.tool(name=...)``).
+
+        Its schema comes from its signature and docstring; the function is returned unchanged.
+        """
 
         def register(f: F) -> F:
             self.add_tool(
@@ -171,8 +162,8 @@ class Session:
         def register(callback: F) -> F:
             kinds = types or None
             self._callbacks.append((kinds, callback))
-            if self._tg is not None:
-                self._dispatcher.add_callback(self._tg, kinds, callback)
+            if self._group is not None:
+                self._dispatcher.add_callback(self._group, kinds, callback)
             return callback
 
         return register
@@ -180,42 +171,58 @@ class Session:
     # ------------------------------------------------------------------ inspection
 
     @property
+    def lifecycle(self) -> Lifecycle:
+        """Where the connection stands: ``new``, ``connecting``, ``open``, ``rollover_due``, ``rolling_over``,
+        ``reconnecting``, ``closing``, ``closed``."""
+        return self._lifecycle.current
+
+    @property
     def state(self) -> State:
         """Whose turn it is (``State.CONNECTING`` before the first connect)."""
-        return self._conv.state if self._conv is not None else State.CONNECTING
+        conv = self._supervisor.conv
+        return conv.state if conv is not None else State.CONNECTING
 
     @property
     def phase(self) -> Phase:
         """Where the response slot stands."""
-        return self._conv.phase if self._conv is not None else Phase.IDLE
+        conv = self._supervisor.conv
+        return conv.phase if conv is not None else Phase.IDLE
 
     @property
     def history(self) -> tuple[Item, ...]:
         """The locally mirrored conversation items, in order."""
-        return self._conv.history.items() if self._conv is not None else self._initial
+        conv = self._supervisor.conv
+        return conv.history.items() if conv is not None else self._initial
 
     @property
     def config(self) -> SessionConfig:
         """The configuration as last sent (with provider defaults and registered tools)."""
-        return self._conv.config if self._conv is not None else self._config
+        conv = self._supervisor.conv
+        return conv.config if conv is not None else self._config
+
+    @property
+    def _conv(self) -> Conversation | None:
+        return self._supervisor.conv
 
     def diagram(self) -> str:
         """Mermaid diagram of the state machines with the current states highlighted."""
         return diagram(self.state, self.phase)
 
-    def statistics(self) -> dict[str, int]:
-        """Counters and queue depths, for monitoring."""
-        return {
-            "outbox_queued": self._outbox.statistics() if self._outbox else 0,
-            "messages_sent": self._outbox.sent if self._outbox else 0,
-            "audio_chunks_sent": self._audio.chunks_sent if self._audio else 0,
-            "audio_chunks_dropped": self._audio.dropped_chunks if self._audio else 0,
-            "events_delivered": self._dispatcher.delivered,
-            "events_dropped": self._dispatcher.dropped,
-            "event_subscribers": self._dispatcher.subscriber_count(),
-            "slow_callbacks": self._dispatcher.slow_callbacks,
-            "tools_running": len(self._runner.running()) if self._runner else 0,
-        }
+    def statistics(self) -> SessionStatistics:
+        """Counters and queue depths, for monitoring (a snapshot)."""
+        effects, dispatcher = self._supervisor.effects, self._dispatcher
+        outbox = effects.outbox if effects is not None else None
+        return SessionStatistics(
+            outbox_queued=outbox.statistics() if outbox is not None else 0,
+            messages_sent=outbox.sent if outbox is not None else 0,
+            audio_chunks_sent=effects.audio.chunks_sent if effects is not None else 0,
+            audio_chunks_dropped=effects.audio.dropped_chunks if effects is not None else 0,
+            events_delivered=dispatcher.delivered,
+            events_dropped=dispatcher.dropped,
+            event_subscribers=dispatcher.subscriber_count(),
+            slow_callbacks=dispatcher.slow_callbacks,
+            tools_running=len(effects.runner.running()) if effects is not None else 0,
+        )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -227,261 +234,73 @@ class Session:
         (``Reconnecting`` / ``Reconnected`` events) without leaving the body.
 
         Raises:
+            EngineError: the session was connected (or closed) before: a session connects once.
             HandshakeError: the server refused the connection (401/403: bad credentials).
             TransportError: the socket could not be opened (after the retries of ``settings.reconnect``).
             SessionClosed: the session ended under the body (a fatal error; ``Closed`` says which).
             TimeoutError: not ready within ``settings.ready_timeout``.
         """
-        if self._tg is not None or self._closing:
+        if self._lifecycle.current is not Lifecycle.NEW:
             raise EngineError("a session connects once; create a new Session to connect again")
+        supervisor = self._supervisor
         body_done = False
         try:
             async with anyio.create_task_group() as tg:
-                self._body_scope = tg.cancel_scope
-                self._tg = ActorGroup(tg)
-                self._start(self._tg)
+                group = self._group = ActorGroup(tg)
+                self._loop_thread, self._call_soon = threading.get_ident(), loop_caller()
+                supervisor.start(
+                    group,
+                    tg.cancel_scope,
+                    self.provider.prepare(self._with_tools(self._config)),
+                    history=self._initial,
+                    tools=self._tools,
+                    record=self._record,
+                    paused=self._paused,
+                )
+                for kinds, callback in self._callbacks:
+                    self._dispatcher.add_callback(group, kinds, callback)
                 try:
                     with anyio.fail_after(self.settings.ready_timeout):
-                        await self._ready.wait()
-                    if self._closing:
-                        raise self._failure or SessionClosed(
-                            f"the session closed before it was ready: {self._why()}"
-                        )
+                        await supervisor.wait_started()
                     yield self
                     body_done = True
                 finally:
                     with anyio.CancelScope(shield=True):
-                        await self._shutdown("closed by the application")
-        except BaseExceptionGroup as group:
-            raise _unwrap(group) from None
+                        await supervisor.shutdown("closed by the application")
+        except BaseExceptionGroup as group_error:
+            raise _unwrap(group_error) from None
         finally:
-            self._tg = None
+            self._group = None
         if not body_done:
             # The session ended under the body; say why instead of returning quietly.
-            if self._failure is not None:
-                raise self._failure
-            raise SessionClosed(f"the session ended: {self._why()}")
+            if supervisor.failure is not None:
+                raise supervisor.failure
+            raise SessionClosed(f"the session ended: {supervisor.why()}")
 
-    def _why(self) -> str:
-        return f"{self._fatal.code}: {self._fatal.message}" if self._fatal else "closed"
-
-    def _start(self, tg: ActorGroup) -> None:
-        config = self.provider.prepare(self._with_tools(self._config))
-        options = attrs.evolve(
-            self.provider.core_options(),
-            response_created_timeout=self.settings.response_timeout,
-            stall_timeout=self.settings.stall_timeout,
-            cancel_timeout=self.settings.cancel_timeout,
-            max_history_items=self.settings.max_history_items,
-        )
-        clock = _loop_clock()
-        self._conv = Conversation(config, clock=clock, history=self._initial, options=options)
-        if self._record is not None:
-            self._recorder = Recorder(self._record[0], audio=self._record[1])
-            proxy = RecordingConversation(
-                self._conv,
-                self._recorder,
-                clock,
-                provider=self.provider.name,
-                url=redact_url(self.provider.endpoint()[0]),
-            )
-            self._conv = cast(Conversation, proxy)
-        self._audio = AudioIn(
-            config.input_format,
-            None,
-            report_drop=self._report_audio_drop,
-            report_misaligned=self._report_audio_misaligned,
-            chunk_ms=self.settings.audio_chunk_ms,
-            hold_limit_ms=self.settings.hold_limit_ms,
-            hold_policy=self.settings.hold_policy,
-        )
-        self._audio.paused = self._paused
-        self._timers = Timers(tg, self._on_timer, clock)
-        self._runner = ToolRunner(
-            tg,
-            self._tools,
-            self._on_tool_answer,
-            max_output_bytes=self.settings.max_item_bytes,
-            report=self._dispatcher.publish,
-        )
-        for kinds, callback in self._callbacks:
-            self._dispatcher.add_callback(tg, kinds, callback)
-        self._audio.start_in(tg)
-        tg.start_soon(self._connection_loop, name="connection")
-
-    def _open_transport(self) -> Any:
-        url, headers = self.provider.endpoint()
-        if self._connector is not None:
-            return self._connector(url, headers, self.settings.transport)
-        from engine.transports import connect
-
-        return connect(url, headers, self.settings.transport)
-
-    async def _connection_loop(self) -> None:
-        """Open sockets until the session closes: connect, run, and on a drop back off and restore.
-
-        ``attempt`` counts the current failure run: only a socket that stayed ready
-        for the policy's ``healthy_after`` ends it, so a server that drops every
-        session right after it is ready backs off and is given up on like one that
-        refuses to connect. A planned rollover is not a failure.
-        """
-        policy = self.settings.reconnect
-        attempt = 0
-        ready_drops = 0  # sockets of this run that reached ready, then died within healthy_after
-        while not self._closing:
-            error: BaseException | None = None
-            planned = False
-            self._ready_on_socket = False
-            self._ready_at = None
-            try:
-                async with self._open_transport() as transport:
-                    planned = await self._run_socket(transport)
-            except (TransportError, ValueError) as exc:
-                error = exc
-            if self._closing:
-                return
-            error = error or self._drop_reason
-            uptime = None if self._ready_at is None else anyio.current_time() - self._ready_at
-            if planned:
-                attempt, ready_drops = 1, 0
-            else:
-                healthy = uptime is not None and uptime >= policy.healthy_after
-                attempt = policy.next_attempt(attempt, uptime)
-                ready_drops = 0 if healthy else ready_drops + (uptime is not None)
-            assert self._conv is not None
-            await self._apply(self._conv.connection_lost())
-            if not planned and self._ends_session(error):
-                await self._shutdown(f"the server closed the session: {error}", abort=True)
-                return
-            delay = 0.0
-            if not planned:
-                decision = policy.decide(attempt, error, self._random(), ready_drops=ready_drops)
-                if decision.delay is None:
-                    await self._fail(decision.reason, error)
-                    return
-                delay = decision.delay
-            self._dispatcher.publish(ev.Reconnecting(attempt=attempt, delay=delay))
-            log.info("reconnecting (attempt %d) in %.2fs", attempt, delay)
-            self._attempt = attempt
-            await self._sleep(delay)
-
-    def _ends_session(self, error: BaseException | None) -> bool:
-        """True when the server closed cleanly and the provider's profile says that ends the session."""
-        return (
-            isinstance(error, ConnectionClosed)
-            and error.clean
-            and not self.provider.profile.server_close_reconnects
-        )
-
-    async def _run_socket(self, transport: Transport) -> bool:
-        """Serve one socket until it drops; True if we closed it on purpose (rollover).
-
-        A socket opened to reconnect must become ready within ``ready_timeout``
-        (the first one is bounded by ``connect()`` itself); one that does not is
-        dropped and counts as a failed attempt, so a server that accepts sockets
-        but never answers cannot hold the session in ``reconnecting``.
-        """
-        assert self._audio is not None and self._conv is not None
-        self._transport = transport
-        self._ready_on_socket = False
-        self._rollover = False
-        outbox = self._outbox = Outbox(self.settings.outbox_size)  # nothing for a dead socket survives
-        self._audio.outbox = outbox
-        timeout = self.settings.ready_timeout
-        deadline = anyio.current_time() + timeout if self._ready.is_set() else math.inf
-        try:
-            async with anyio.create_task_group() as socket_tg:
-                socket_tg.start_soon(run_writer, outbox, transport, name="socket writer")
-                with anyio.CancelScope(deadline=deadline) as scope:
-                    self._ready_scope = scope
-                    await self._apply(self._conv.connection_opened())
-                    await self._read_loop(transport)
-                self._ready_scope = None
-                if scope.cancelled_caught:
-                    log.warning("the new socket was not ready within %ss: dropping it", timeout)
-                    self._drop_reason = TransportError(
-                        f"the server did not make the session ready within {timeout:g}s"
-                    )
-                socket_tg.cancel_scope.cancel()
-        finally:
-            outbox.close_all()
-        return self._rollover
-
-    async def _fail(self, reason: str, error: BaseException | None) -> None:
-        reason = redact(reason)
-        log.error("giving up the session: %s", reason)
-        self._fatal = ev.Error(code="connection_failed", message=reason, fatal=True, source="server")
-        self._dispatcher.publish(self._fatal)
-        if error is not None and not self._ready.is_set():
-            self._failure = error  # connect() raises the original error (e.g. HandshakeError 401)
-        await self._shutdown(reason, abort=True)
-
-    async def _expire(self, code: str) -> None:
-        """The server says the session is over (``session_expired``): drop the socket and restore.
-
-        Not a planned rollover: it counts toward the failure run, so a server that
-        expires every session at once is given up on, not reconnected forever.
-        """
-        if self._transport is not None and not self._closing:
-            await self._transport.aclose(1000, code)
-
-    async def _abort(self, reason: str) -> None:
-        await self._shutdown(reason, abort=True)
-
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Close the session (idempotent); returns within ``settings.close_timeout``.
 
         Called inside ``async with session.connect()``, the body goes on (commands
         then raise ``SessionClosed``) and leaving the block is quiet.
         """
-        await self._shutdown("closed by the application")
+        await anyio.lowlevel.checkpoint()
+        await self._supervisor.shutdown("closed by the application")
+
+    async def close(self) -> None:
+        """Alias of :meth:`aclose`."""
+        await self.aclose()
 
     async def reset(self) -> None:
-        """Start a fresh server conversation on a new socket, restoring the mirrored history."""
+        """Start a fresh server conversation on a new socket, restoring the mirrored history.
+
+        Raises:
+            SessionClosed: the session is not connected, or closed before it was back.
+            TimeoutError: not back within ``settings.ready_timeout``.
+        """
         self._live()
-        await self._roll_over()
+        await anyio.lowlevel.checkpoint()
+        await self._supervisor.reset()
         await self.wait_for(ev.Reconnected, timeout=self.settings.ready_timeout)
-
-    async def _roll_over(self) -> None:
-        if self._transport is not None and not self._closing:
-            self._rollover = True
-            await self._transport.aclose(1000, "rollover")
-
-    async def _shutdown(self, reason: str, *, abort: bool = False) -> None:
-        """Close everything within ``close_timeout``; ``abort`` also cancels the caller's body (fatal)."""
-        if self._closing:
-            await self._closed.wait()
-            return
-        self._closing = True
-        reason = redact(reason)
-        # Bounded by close_timeout; a caller that gives up on close() must not leave it half done
-        # (every later close() and the exit of connect() wait for _closed).
-        with anyio.CancelScope(shield=True):
-            with anyio.move_on_after(self.settings.close_timeout) as deadline:
-                if self._conv is not None:
-                    await self._apply(self._conv.close(), sending=False)
-                self._dispatcher.publish(ev.Closed(reason=reason, error=self._fatal))
-                for closer in (self._audio, self._runner):
-                    if closer is not None:
-                        closer.close()
-                if self._outbox is not None:
-                    self._outbox.close()
-                self._dispatcher.close()
-                if self._transport is not None:
-                    await self._transport.aclose(1000, reason[:100])
-                await self._dispatcher.drain()
-            if deadline.cancelled_caught:
-                log.warning(
-                    "close took longer than %ss; cancelling what is left", self.settings.close_timeout
-                )
-            if self._recorder is not None:
-                self._recorder.close()
-            self._closed.set()
-            self._ready.set()  # wake connect() if it was still waiting
-            if self._tg is not None:
-                self._tg.cancel()
-            if abort and self._body_scope is not None:
-                self._body_scope.cancel()
 
     # ------------------------------------------------------------------ commands
 
@@ -493,56 +312,103 @@ class Session:
             ValueError: ``text`` holds a lone surrogate (UTF-8 cannot carry it) or is
                 larger than ``settings.max_item_bytes`` as an item; nothing is sent.
         """
-        conv = self._live()
+        conv, effects = self._live()
         if isinstance(text, str):  # the core refuses other types
             check_text(text, "send_text()")
             check_item(Item.user_text(text), self.settings.max_item_bytes, "send_text()")
-        await self._apply(conv.send_text(text))
+        await anyio.lowlevel.checkpoint()
+        await effects.apply(conv.send_text(text))
 
     async def send_audio(self, pcm: bytes | bytearray | memoryview) -> None:
         """Stream caller audio in the session's input format; any length, any rate of calls.
 
+        Waits when the audio-in actor is behind (backpressure).
+
         Raises:
             TypeError: ``pcm`` is not bytes, bytearray or memoryview.
         """
-        self._live()
-        assert self._audio is not None
-        await self._audio.put(pcm)
+        _, effects = self._live()
+        await anyio.lowlevel.checkpoint()
+        await effects.audio.put(pcm)
+
+    def send_audio_nowait(self, pcm: bytes | bytearray | memoryview) -> None:
+        """Stream caller audio without waiting: for a sound library's audio callback.
+
+        May be called from any thread (a sound library's own, too): the audio is
+        copied and handed to the event loop without blocking. Overflow policy:
+        when the audio-in actor is too far behind to take a chunk, the chunk is
+        dropped (the newest audio), counted in ``statistics().audio_chunks_dropped``
+        and reported once per overflow as ``Error(code="audio_dropped", source="local")``;
+        nothing is raised, since an audio callback can neither wait nor recover.
+
+        Raises:
+            TypeError: ``pcm`` is not bytes, bytearray or memoryview.
+        """
+        if not isinstance(pcm, bytes | bytearray | memoryview):
+            raise TypeError(
+                f"send_audio_nowait() takes bytes, bytearray or memoryview, not {type(pcm).__name__}"
+            )
+        _, effects = self._live()
+        if threading.get_ident() == self._loop_thread:
+            effects.audio.put_nowait(pcm)
+            return
+        assert self._call_soon is not None
+        try:
+            self._call_soon(self._audio_from_thread, bytes(pcm))
+        except RuntimeError:  # the loop is gone (asyncio: closed; trio: RunFinishedError)
+            raise SessionClosed("the session is not connected") from None
+
+    def _audio_from_thread(self, pcm: bytes) -> None:
+        effects = self._supervisor.effects
+        if effects is not None and not self._lifecycle.ending:
+            effects.audio.put_nowait(pcm)
 
     async def commit_audio(self) -> None:
         """End the user's turn by hand (manual turns): flush buffered audio, then commit."""
-        conv = self._live()
-        assert self._audio is not None
-        await self._audio.flush()
-        await self._apply(conv.commit_audio())
+        conv, effects = self._live()
+        await anyio.lowlevel.checkpoint()
+        await effects.audio.flush()
+        await effects.apply(conv.commit_audio())
 
     async def clear_audio(self) -> None:
         """Discard the user's uncommitted audio on the server (and what is not sent yet here)."""
-        conv = self._live()
-        if self._audio is not None:
-            self._audio.clear()
-        await self._apply(conv.clear_audio())
+        conv, effects = self._live()
+        effects.audio.clear()
+        await anyio.lowlevel.checkpoint()
+        await effects.apply(conv.clear_audio())
 
     async def create_response(self, params: ResponseParams | None = None) -> None:
         """Ask for a response now (coalesced with one already in flight)."""
-        await self._apply(self._live().create_response(params))
+        conv, effects = self._live()
+        await anyio.lowlevel.checkpoint()
+        await effects.apply(conv.create_response(params))
 
     async def cancel_response(self) -> None:
         """Cancel the response in flight (deferred until the server has named it)."""
-        await self._apply(self._live().cancel_response())
+        conv, effects = self._live()
+        await anyio.lowlevel.checkpoint()
+        await effects.apply(conv.cancel_response())
 
     async def interrupt(self) -> None:
         """Cut the assistant off as a barge-in would: ``Interrupted``, queued audio dropped, cancel."""
-        await self._apply(self._live().interrupt())
+        conv, effects = self._live()
+        await anyio.lowlevel.checkpoint()
+        await effects.apply(conv.interrupt())
 
     async def update(self, config: SessionConfig) -> None:
-        """Send a new configuration. Raises ``UpdateRejected`` if the server would refuse it now."""
-        conv = self._live()
+        """Send a new configuration.
+
+        Raises:
+            TypeError: ``config`` is not a ``SessionConfig``.
+            UpdateRejected: the server would refuse it now (nothing is sent).
+        """
+        conv, effects = self._live()
         if not isinstance(config, SessionConfig):
             raise TypeError(f"update(): config must be a SessionConfig, got {type(config).__name__}")
-        effects = conv.update(self.provider.prepare(self._with_tools(config)))  # raises before any change
+        out = conv.update(self.provider.prepare(self._with_tools(config)))  # raises before any change
         self._config = config
-        await self._apply(effects)
+        await anyio.lowlevel.checkpoint()
+        await effects.apply(out)
 
     def audio_played(self, item_id: str, ms: float) -> None:
         """Tell the session how much of an assistant item your speaker has played (cumulative ms).
@@ -554,8 +420,9 @@ class Session:
         if in_callback_thread():  # a sync callback moved to a worker thread: the core is the loop's
             anyio.from_thread.run_sync(self.audio_played, item_id, ms)
             return
-        if self._conv is not None:
-            self._conv.audio_played(item_id, ms)
+        conv = self._supervisor.conv
+        if conv is not None:
+            conv.audio_played(item_id, ms)
 
     def pause_audio_input(self, paused: bool) -> None:
         """While paused, audio given to ``send_audio`` is discarded."""
@@ -563,11 +430,31 @@ class Session:
             anyio.from_thread.run_sync(self.pause_audio_input, paused)
             return
         self._paused = paused
-        if self._audio is not None:
-            self._audio.paused = paused
+        effects = self._supervisor.effects
+        if effects is not None:
+            effects.audio.paused = paused
+
+    def publish(self, event: object) -> None:
+        """Deliver an application-defined event to the callbacks, streams and waiters.
+
+        For events the application adds to the session's own (the gateway's
+        ``Dtmf``, for one): each subscriber gets it in order with the session's
+        events, under the same queue bounds. A frozen ``attrs`` class makes a
+        good event; reusing :mod:`engine.events` classes would mislead other
+        subscribers.
+        """
+        if in_callback_thread():
+            anyio.from_thread.run_sync(self.publish, event)
+            return
+        self._dispatcher.publish(event)
 
     async def wait_for(self, kind: type[E], timeout: float | None = None) -> E:  # noqa: ASYNC109 (public API)
-        """The next event of ``kind``. Raises ``TimeoutError`` or ``SessionClosed``."""
+        """The next event of ``kind``.
+
+        Raises:
+            TimeoutError: none within ``timeout`` seconds.
+            SessionClosed: the session closed first.
+        """
         try:
             result: E = await self._dispatcher.wait_for(kind, timeout)
         except EOFError:
@@ -584,10 +471,12 @@ class Session:
 
     # ------------------------------------------------------------------ plumbing
 
-    def _live(self) -> Conversation:
-        if self._conv is None or self._closing:
+    def _live(self) -> tuple[Conversation, Interpreter]:
+        supervisor = self._supervisor
+        conv, effects = supervisor.conv, supervisor.effects
+        if conv is None or effects is None or self._lifecycle.ending:
             raise SessionClosed("the session is not connected")
-        return self._conv
+        return conv, effects
 
     def _with_tools(self, config: SessionConfig) -> SessionConfig:
         if not self._tools:
@@ -595,183 +484,6 @@ class Session:
         own = {t.name for t in config.tools}
         extra = tuple(t.schema for t in self._tools.values() if t.name not in own)
         return attrs.evolve(config, tools=config.tools + extra)
-
-    async def _read_loop(self, transport: Transport) -> None:
-        conv = self._conv
-        assert conv is not None
-        self._drop_reason = None
-        # Bound once: this loop runs for every server message.
-        receive, feed, publish, emit = transport.receive, conv.receive, self._dispatcher.publish, fx.Emit
-        while True:
-            try:
-                text = await receive()
-            except ProtocolError as exc:  # a frame that is not text (BinaryFrameError): report, read on
-                await self._apply(conv.protocol_error(str(exc), exc.code))
-                continue
-            except (ConnectionClosed, TransportError) as exc:
-                if not self._closing and not self._rollover:
-                    log.warning("socket lost: %s", exc)
-                self._drop_reason = exc
-                return
-            try:
-                event = decode(text)
-            except RepairedMessage as exc:  # text UTF-8 cannot carry was replaced: report, then go on
-                effects = conv.protocol_error(str(exc), exc.code) + feed(exc.event)
-            except ProtocolError as exc:
-                effects = conv.protocol_error(str(exc))
-            else:
-                effects = feed(event)
-            if not effects:
-                continue
-            if len(effects) == 1 and type(first := effects[0]) is emit and type(first.event) in _STREAMED:
-                # The bulk of the traffic (audio and transcript deltas): publish without a coroutine.
-                publish(first.event)
-            else:
-                await self._apply(effects)
-            # Drop the last message before waiting: an idle session must not hold it (memory).
-            text = event = effects = first = None  # type: ignore[assignment]
-
-    async def _apply(self, effects: list[fx.Effect], *, sending: bool = True) -> None:
-        for effect in effects:
-            if isinstance(effect, fx.Emit):
-                event = effect.event
-                if type(event) is ev.Error:  # its message may echo what a peer sent: the key, too
-                    event = _redacted(event)
-                    if event.code in ROLL_OVER_CODES and not event.fatal and self._tg is not None:
-                        self._tg.start_soon(self._expire, event.code)
-                self._dispatcher.publish(event)
-                if isinstance(event, ev.SessionReady):
-                    self._on_ready()
-                elif isinstance(event, ev.Error) and event.fatal and self._fatal is None:
-                    self._fatal = event
-                    if self._tg is not None:
-                        self._tg.start_soon(self._abort, f"fatal error: {event.code}")
-            elif isinstance(effect, fx.Send):
-                if sending and self._outbox is not None:
-                    try:
-                        await self._outbox.send(encode(effect.event))
-                    except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-                        log.debug("dropped a client event: the session is closing")
-            else:
-                await self._apply_other(effect)
-        if self._rollover_due:
-            await self._maybe_roll_over()
-
-    def _on_ready(self) -> None:
-        self._ready_on_socket = True
-        self._ready_at = anyio.current_time()
-        if self._ready_scope is not None:
-            self._ready_scope.deadline = math.inf  # the socket made it: no ready deadline any more
-        if self._ready.is_set():
-            self._dispatcher.publish(ev.Reconnected(attempt=self._attempt))
-        self._ready.set()
-        if self.settings.max_session_duration is not None and self._timers is not None:
-            self._timers.arm(ROLLOVER_TIMER, self.settings.max_session_duration)
-
-    async def _apply_other(self, effect: fx.Effect) -> None:
-        if isinstance(effect, fx.StartTool):
-            assert self._runner is not None
-            if not self._runner.start(effect):
-                await self._on_tool_answer(effect.call_id, error_output("too many tool calls at once"), True)
-        elif isinstance(effect, fx.CancelTools):
-            if self._runner is not None:
-                self._runner.cancel(effect.call_ids, effect.reason)
-        elif isinstance(effect, fx.ArmTimer):
-            if self._timers is not None:
-                self._timers.arm(effect.name, effect.delay)
-        elif isinstance(effect, fx.CancelTimer):
-            if self._timers is not None:
-                self._timers.cancel(effect.name)
-        elif isinstance(effect, fx.GateAudio):
-            if self._audio is not None:
-                await self._audio.set_gate(effect.open)
-        elif isinstance(effect, fx.DropAudioOut):
-            self._dispatcher.drop_response(effect.response_id)
-
-    async def _on_tool_answer(self, call_id: str, output: str, is_error: bool) -> None:
-        if self._conv is not None and not self._closing:
-            await self._apply(self._conv.tool_result(call_id, output, is_error=is_error))
-
-    async def _on_timer(self, name: str) -> None:
-        if self._conv is None or self._closing:
-            return
-        if name == ROLLOVER_TIMER:
-            self._rollover_due = True
-            await self._maybe_roll_over()
-            return
-        await self._apply(self._conv.timer_fired(name))
-
-    async def _maybe_roll_over(self) -> None:
-        """Roll over only between turns, so no speech or tool work is cut."""
-        conv = self._conv
-        if (
-            self._rollover_due
-            and conv is not None
-            and conv.state is State.SESSION_READY
-            and conv.phase is Phase.IDLE
-            and not conv.calls.open()
-        ):
-            self._rollover_due = False
-            log.info("rolling the session over to a new socket (max_session_duration)")
-            await self._roll_over()
-
-    def _report_audio_misaligned(self, dropped: int, where: str) -> None:
-        fmt = self.config.input_format
-        self._dispatcher.publish(
-            ev.Error(
-                code="audio_misaligned",
-                message=f"caller audio ended on an incomplete sample at {where}: {dropped} byte(s) dropped "
-                f"({fmt.type} samples are {2 if fmt.type == 'audio/pcm' else 1} bytes)",
-                source="local",
-            )
-        )
-
-    def _report_audio_drop(self, in_episode: int) -> None:
-        if in_episode == 1:  # report the first drop of each hold (each outage)
-            self._dispatcher.publish(
-                ev.Error(
-                    code="audio_dropped",
-                    message=f"caller audio held beyond {self.settings.hold_limit_ms} ms was dropped "
-                    f"({self.settings.hold_policy})",
-                    source="local",
-                )
-            )
-
-
-def _loop_clock() -> Callable[[], float]:
-    """The running loop's monotonic clock, looked up once (``anyio.current_time`` asks sniffio each call)."""
-    if sniffio.current_async_library() == "trio":
-        import trio
-
-        return trio.current_time
-    import asyncio
-
-    return asyncio.get_running_loop().time
-
-
-def to_item(entry: Item | Mapping[str, Any]) -> Item:
-    """An initial-history entry as an item (chat-style dicts are accepted)."""
-    if isinstance(entry, Item):
-        return entry
-    kind = entry.get("type")
-    if kind == "function_call":
-        return Item.function_call(
-            str(entry["call_id"]), str(entry["name"]), str(entry.get("arguments", "{}"))
-        )
-    if kind == "function_call_output":
-        return Item.function_call_output(str(entry["call_id"]), str(entry["output"]))
-    role, content = entry.get("role"), entry.get("content")
-    if not isinstance(content, str):
-        raise TypeError(f"history entry needs a string 'content': {dict(entry)!r}")
-    makers = {"user": Item.user_text, "assistant": Item.assistant_text, "system": Item.system_text}
-    if role not in makers:
-        raise ValueError(f"history entry role must be user, assistant or system, got {role!r}")
-    return makers[role](content)
-
-
-def _redacted(event: ev.Error) -> ev.Error:
-    message = redact(event.message)
-    return event if message == event.message else attrs.evolve(event, message=message)
 
 
 def _unwrap(group: BaseExceptionGroup[Any]) -> BaseException:

@@ -167,7 +167,7 @@ async def test_leaving_while_audio_is_going_out_closes_quietly() -> None:
                 await session.send_audio(bytes(CHUNK_BYTES * 4))
                 await wire.audio_stalled.wait()
                 await anyio.wait_all_tasks_blocked()
-                assert session.statistics()["outbox_queued"] == 1
+                assert session.statistics().outbox_queued == 1
                 # The user hangs up while their audio is still going out.
     assert session.state is engine.State.CLOSED
     assert [e.reason for e in recorder.of_type(ev.Closed)] == ["closed by the application"]

@@ -315,7 +315,7 @@ async def test_audio_sent_while_reconnecting_is_held_then_delivered_after_the_re
     assert kinds[0] == "session.update"
     assert history and max(history) < min(appends), kinds
     assert list(second.received_types).count("input_audio_buffer.append") == chunks
-    assert session.statistics()["audio_chunks_dropped"] == 0
+    assert session.statistics().audio_chunks_dropped == 0
 
 
 @pytest.mark.parametrize(("policy", "kept"), [("drop_oldest", range(6, 11)), ("drop_newest", range(1, 6))])
@@ -342,7 +342,7 @@ async def test_audio_held_beyond_the_limit_is_dropped_by_policy(policy: str, kep
         base64.b64decode(m["audio"]) for m in wire.connections[1].of_type("input_audio_buffer.append")
     ]
     assert [chunk[0] for chunk in delivered] == list(kept)  # 300 ms held: five chunks
-    assert session.statistics()["audio_chunks_dropped"] == 5
+    assert session.statistics().audio_chunks_dropped == 5
     (dropped,) = recorder.of_type(ev.Error)
     assert (dropped.code, dropped.fatal, dropped.source) == ("audio_dropped", False, "local")
 
@@ -365,7 +365,7 @@ async def test_every_overflow_episode_is_reported() -> None:
                     await next_event(stream, ev.Reconnected)
                 await turn_done(stream)
 
-    assert session.statistics()["audio_chunks_dropped"] == 10
+    assert session.statistics().audio_chunks_dropped == 10
     assert [e.code for e in recorder.of_type(ev.Error)] == ["audio_dropped", "audio_dropped"]
 
 

@@ -117,6 +117,6 @@ async def test_two_hundred_turns_do_not_leak() -> None:
     per_turn = growth / (TURNS - WARM_UP)
     assert per_turn < BOUND_PER_TURN, f"{per_turn:.0f} bytes per turn"
     assert history == 2 * TURNS  # what legitimately grows: the user's text and the answer
-    assert stats["outbox_queued"] == 0
-    assert stats["events_dropped"] == 0
-    assert stats["tools_running"] == 0
+    assert stats.outbox_queued == 0
+    assert stats.events_dropped == 0
+    assert stats.tools_running == 0

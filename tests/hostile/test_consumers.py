@@ -2,7 +2,7 @@
 
 A real peer (:class:`tests.actors.peer.Peer`) on 127.0.0.1 answers every
 ``send_text`` with a short audio response; every test runs under asyncio and
-trio. Abandoned streams are counted with ``statistics()["event_subscribers"]``
+trio. Abandoned streams are counted with ``statistics().event_subscribers``
 (after ``gc.collect()``, so a reference cycle cannot hide a leak) and weighed
 with tracemalloc. A blocking callback is judged by the order of events, never
 by a timed assertion: it blocks on a ``threading.Event`` that the test sets
@@ -36,7 +36,7 @@ SETTINGS = engine.SessionSettings(close_timeout=0.5, ready_timeout=3.0, slow_cal
 def subscribers(session: engine.Session) -> int:
     """Subscribers the session still feeds, once unreachable streams are collected."""
     gc.collect()
-    return session.statistics()["event_subscribers"]
+    return session.statistics().event_subscribers
 
 
 class _Leave(Exception):
@@ -108,12 +108,12 @@ async def test_break_releases_the_stream_without_a_collection() -> None:
         async with running_peer() as peer:
             session = make_session(peer, settings=SETTINGS)
             async with session.connect():
-                base = session.statistics()["event_subscribers"]
+                base = session.statistics().event_subscribers
                 gc.disable()
                 try:
                     for _ in range(3):
                         await turn_then_leave(session, "break")
-                        assert session.statistics()["event_subscribers"] == base
+                        assert session.statistics().event_subscribers == base
                 finally:
                     gc.enable()
 
@@ -214,7 +214,7 @@ async def test_a_blocking_sync_callback_is_reported_and_moved_off_the_loop(
                 slow = [e for e in seen if isinstance(e, Error) and e.code == "slow_callback"]
                 assert len(slow) == 1 and slow[0].source == "callback"
                 assert name in slow[0].message
-                assert session.statistics()["slow_callbacks"] == 1
+                assert session.statistics().slow_callbacks == 1
                 # Turn 2: the callback blocks in its next call; the others must not wait for it.
                 async with session.events() as stream:
                     blocker.block_next = True
@@ -262,7 +262,7 @@ async def test_closing_with_a_demoted_callback_blocked_in_a_thread_is_bounded() 
                     blocker.sleep_next = True
                     await session.send_text("one")
                     await next_event(stream, ResponseDone)
-                assert session.statistics()["slow_callbacks"] == 1
+                assert session.statistics().slow_callbacks == 1
                 tg.start_soon(waiter, session)
                 tg.start_soon(consumer, session.events())
                 blocker.block_next = True
@@ -319,6 +319,6 @@ async def test_a_demoted_callback_may_still_acknowledge_playback() -> None:
                 expected = len([e for e in seen if isinstance(e, engine.events.AudioOut)])
                 if len(core_calls) < expected:
                     await all_acknowledged.wait()  # the thread acknowledges the last chunks
-    assert session.statistics()["slow_callbacks"] == 1
+    assert session.statistics().slow_callbacks == 1
     assert [e.code for e in seen if isinstance(e, Error)] == ["slow_callback"]  # no callback_failed
     assert set(core_calls) == {loop_thread}  # every acknowledgement ran on the event loop

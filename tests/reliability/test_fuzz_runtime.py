@@ -51,6 +51,7 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import attrs
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -388,7 +389,7 @@ def assert_alive(session: engine.Session) -> None:
     assert isinstance(session.state, engine.State)
     assert session.state is not engine.State.CLOSED
     stats = session.statistics()
-    assert all(isinstance(value, int) and value >= 0 for value in stats.values()), stats
+    assert all(isinstance(value, int) and value >= 0 for value in attrs.astuple(stats)), stats
 
 
 async def run_fuzz_example(
