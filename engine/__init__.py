@@ -38,6 +38,8 @@ from engine.tools import Tool
 if TYPE_CHECKING:
     from engine.actors.session import Session
     from engine.actors.settings import SessionSettings
+    from engine.actors.values import SessionStatistics
+    from engine.core.lifecycle import Lifecycle
     from engine.core.reconnect import ReconnectPolicy
     from engine.gateway.agent import Agent
     from engine.transports.base import TransportSettings
@@ -46,6 +48,8 @@ _LAZY = {
     "Agent": "engine.gateway.agent",
     "Session": "engine.actors.session",
     "SessionSettings": "engine.actors.settings",
+    "SessionStatistics": "engine.actors.values",
+    "Lifecycle": "engine.core.lifecycle",
     "ReconnectPolicy": "engine.core.reconnect",
     "TransportSettings": "engine.transports.base",
 }
@@ -77,6 +81,7 @@ __all__ = [
     "HandshakeError",
     "Inworld",
     "Item",
+    "Lifecycle",
     "OpenAI",
     "Phase",
     "ProtocolError",
@@ -89,6 +94,7 @@ __all__ = [
     "SessionClosed",
     "SessionConfig",
     "SessionSettings",
+    "SessionStatistics",
     "State",
     "Tool",
     "Transcription",

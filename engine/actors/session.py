@@ -281,10 +281,11 @@ class Session:
         """Close the session (idempotent); returns within ``settings.close_timeout``.
 
         Called inside ``async with session.connect()``, the body goes on (commands
-        then raise ``SessionClosed``) and leaving the block is quiet.
+        then raise ``SessionClosed``) and leaving the block is quiet. As trio's
+        ``aclose``, a cancelled call still closes (shielded), then raises ``Cancelled``.
         """
-        await anyio.lowlevel.checkpoint()
         await self._supervisor.shutdown("closed by the application")
+        await anyio.lowlevel.checkpoint()
 
     async def close(self) -> None:
         """Alias of :meth:`aclose`."""
