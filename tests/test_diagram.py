@@ -6,7 +6,7 @@ from pathlib import Path
 
 import engine
 from engine.core.diagram import diagram
-from engine.core.states import CONVERSATION_TRANSITIONS, RESPONSE_TRANSITIONS, Phase, State
+from engine.core.states import MACHINES, Owed, Phase, State
 
 DIAGRAM = Path(__file__).resolve().parent.parent / "diagrams" / "conversation.mmd"
 
@@ -18,19 +18,28 @@ def test_committed_diagram_matches_code() -> None:
 
 def test_diagram_names_every_state_and_trigger() -> None:
     text = engine.diagram()
-    for state in State:
-        assert f"conversation__{state.value}" in text
-    for phase in Phase:
-        assert f"response__{phase.value}" in text
-    for transition in CONVERSATION_TRANSITIONS + RESPONSE_TRANSITIONS:
-        assert transition["trigger"] in text
+    for spec in MACHINES:
+        for state in spec.states:
+            assert f"engine__{spec.name}__{state.value}" in text
+        for transition in spec.table:
+            assert transition["trigger"] in text
+
+
+def test_the_machines_are_concurrent_regions() -> None:
+    """One composite state holds every machine, separated by ``--``: they run at once."""
+    text = engine.diagram()
+    body = text[text.index("state engine {") :]
+    assert body.count("\n    --\n") == len(MACHINES) - 1
+    for spec in MACHINES:
+        assert f"[*] --> engine__{spec.name}__{spec.initial.value}" in body
 
 
 def test_highlighted_diagram_marks_current_states() -> None:
-    text = diagram(State.AWAITING_TOOL, Phase.CANCELLING)
-    assert "class conversation__awaiting_tool s_active" in text
-    assert "class response__cancelling s_active" in text
-    assert "class conversation__session_ready s_active" not in text
+    text = diagram(State.AWAITING_TOOL, Phase.CANCELLING, owed=Owed.TOOL_FOLLOWUP)
+    assert "class engine__conversation__awaiting_tool s_active" in text
+    assert "class engine__response__cancelling s_active" in text
+    assert "class engine__owed__tool_followup s_active" in text
+    assert "class engine__conversation__session_ready s_active" not in text
 
 
 def test_cli_writes_the_diagram(tmp_path: Path) -> None:

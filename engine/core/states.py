@@ -1,52 +1,69 @@
-"""Every transition of the conversation, in one declarative place.
+"""Every transition of the conversation core, in one declarative place.
 
 Theory of operation
 -------------------
-A realtime conversation has two coupled lifecycles, so it is two small
-machines rather than one large one:
+The core is four small machines that run at the same time (concurrent
+regions of one diagram), not one large one:
 
-* the **conversation** machine (:class:`State`) says whose turn it is: the
-  socket is ``connecting``; the session is ready and idle (``session_ready``);
-  the user is talking (``user_speaking``); a response is in flight
-  (``responding``); the model's tool calls are being run and answered
-  (``awaiting_tool``); the socket dropped (``reconnecting``); or it is over
-  (``closed``).
-* the **response** machine (:class:`Phase`) tracks the one response slot the
-  server allows per conversation: ``idle``; ``requested`` (``response.create``
-  sent, no ``response.created`` yet); ``generating``; ``cancelling``. It is the
-  inside of ``responding``, and it outlives it: after a barge-in the
-  conversation is already ``user_speaking`` while the cancelled response is
-  still ``cancelling`` until its ``response.done``.
+* **conversation** (:class:`State`) says whose turn it is: the socket is
+  ``connecting``; the session is ready and idle (``session_ready``); the user
+  is talking (``user_speaking``); a response is in flight (``responding``);
+  the model's tool calls are being run and answered (``awaiting_tool``); the
+  socket dropped (``reconnecting``); or it is over (``closed``). The ``vad_on``
+  guard: without turn detection, VAD events are reported and move nothing
+  (the application owns turns).
+* **response** (:class:`Phase`) tracks the one response slot the server
+  allows: ``idle``; ``requested`` (our ``response.create`` is out, no
+  ``response.created`` yet); ``server_owed`` (the server will start a response
+  by itself: a server-VAD turn, or the follow-up after tool outputs when the
+  server continues); ``generating``; ``cancel_deferred`` (a cancel asked for
+  before ``response.created`` named the response); ``cancelling``
+  (``response.cancel`` sent, waiting for ``response.done``). It outlives
+  ``responding``: after a barge-in the conversation is already
+  ``user_speaking`` while the cancelled response is still ``cancelling``.
+* **owed** (:class:`Owed`) says which response is owed once the slot frees,
+  and why: ``none``; ``owed`` (a request coalesced while the slot was busy or
+  the session not ready); ``tool_followup`` (tool outputs were sent that no
+  response has seen); ``server_followup`` (the server was left to continue
+  after the tools; if it does not, the client asks); ``resume`` (the socket
+  dropped mid-turn: the restore asks the model to go on) and ``lost_turn`` (as
+  ``resume``, and the user's last words were lost: the model asks the user to
+  repeat).
+* **user_turn** (:class:`UserTurn`): ``open`` from the user's speech (server
+  VAD) until its transcript is final or a response starts; speech still open
+  when the socket drops is a lost turn.
 
-Every waiting state has a deadline and a declared way out, so a silent or
-misbehaving server never holds the conversation:
+Every waiting phase has a deadline, armed on entering it and disarmed on
+leaving it (entry and exit actions in :data:`RESPONSE_ACTIONS`), and a
+declared way out, so a silent or misbehaving server never holds the
+conversation:
 
-* ``requested``: ``response_created_timeout`` (``created_timeout``) frees the
-  slot with an ``Error(code="response_timeout")``; a follow-up the server owed
-  after tool outputs is then asked for by the client, any other owed request
-  is sent.
+* ``requested``, ``server_owed``, ``cancel_deferred``: no ``response.created``
+  within ``response_created_timeout`` (``created_timeout``) frees the slot with
+  ``Error(code="response_timeout")``; a ``server_followup`` becomes ``owed``
+  and the client asks itself. (``cancel_deferred`` keeps the deadline of the
+  request it cancels.)
 * ``generating``: ``stall_timeout`` without any event of the response
   (``stalled``) reports ``Error(code="response_stalled")`` and cancels it.
-* ``cancelling``: ``cancel_timeout`` after the cancel without ``response.done``
-  (``cancel_timeout``) frees the slot as if done with
-  ``Error(code="cancel_timeout")``, then owed work proceeds; a cancel still
-  waiting for the response id ends with ``response_created_timeout``.
+* ``cancelling``: ``cancel_timeout`` without ``response.done``
+  (``cancel_timeout``) frees the slot as if done with ``Error(code="cancel_timeout")``.
 * ``connecting`` and ``reconnecting`` (runtime): ``ready_timeout`` per attempt,
-  then the reconnect policy's backoff and attempt limit, past which the session
-  closes with a reason.
-* ``awaiting_tool`` (runtime): each tool's timeout answers the call with an
-  error output, so every call gets its output and the state is left.
-* ``user_speaking`` is not a wait on the server: the slot stays usable
-  (commands still get responses) and the next VAD event leaves it.
-* ``responding`` follows the response phase, so its deadlines are the ones above.
+  then the reconnect policy; ``awaiting_tool`` (runtime): each tool's timeout
+  answers its call with an error output.
 
-The tables below are the only definition of both. The runtime builds plain
+How the machines move each other is declared once, in :data:`COUPLING`: a
+table names an action such as ``conversation_responds``, and the coupling
+says which trigger of which machine that is (h11's ``_state.py`` keeps its
+machines' coupling beside them in the same way).
+
+The tables are the only definition. The runtime builds plain
 ``transitions.Machine`` objects from them (one per table, shared by every
-conversation) and steps each conversation by the machine's :func:`plan_of`,
-and :func:`diagram` draws the same tables with ``transitions``' Mermaid engine
-(:mod:`engine.core.diagram`), so the picture in ``diagrams/`` cannot drift
-from the code (a test compares them). Guards (``conditions``) are names of
-predicates on :class:`~engine.core.conversation.Conversation`.
+conversation) and steps each conversation by the machine's :func:`plan_of`;
+:mod:`engine.core.diagram` draws :data:`MACHINES` with ``transitions``'
+Mermaid engine, so the picture in ``diagrams/`` cannot drift from the code (a
+test compares them). Guards (``conditions``/``unless``) and actions
+(``before``/``after`` of a transition, ``on_enter``/``on_exit`` of a state) are
+names of methods of the model each machine steps.
 """
 
 from __future__ import annotations
@@ -75,27 +92,58 @@ class Phase(enum.StrEnum):
 
     IDLE = "idle"
     REQUESTED = "requested"
+    SERVER_OWED = "server_owed"
     GENERATING = "generating"
+    CANCEL_DEFERRED = "cancel_deferred"
     CANCELLING = "cancelling"
+
+
+class Owed(enum.StrEnum):
+    """Which response is owed once the slot frees, and why."""
+
+    NONE = "none"
+    OWED = "owed"
+    TOOL_FOLLOWUP = "tool_followup"
+    SERVER_FOLLOWUP = "server_followup"
+    RESUME = "resume"
+    LOST_TURN = "lost_turn"
+
+
+class UserTurn(enum.StrEnum):
+    """Whether the user's speech is heard but not yet in the conversation."""
+
+    NONE = "none"
+    OPEN = "open"
 
 
 C = State
 _LIVE = [C.SESSION_READY, C.USER_SPEAKING, C.RESPONDING, C.AWAITING_TOOL]
+_OPEN = [C.CONNECTING, C.RECONNECTING, *_LIVE]
 
 CONVERSATION_TRANSITIONS: list[dict[str, Any]] = [
     # session.updated (first on this socket): the session is usable.
     {"trigger": "ready", "source": [C.CONNECTING, C.RECONNECTING], "dest": C.SESSION_READY},
-    # input_audio_buffer.speech_started: the user has the floor, whatever was going on.
-    {"trigger": "user_started", "source": _LIVE, "dest": C.USER_SPEAKING},
+    # input_audio_buffer.speech_started: the user has the floor, whatever was going on (a barge-in).
+    {
+        "trigger": "user_started",
+        "source": _LIVE,
+        "dest": C.USER_SPEAKING,
+        "conditions": "vad_on",
+        "before": ["user_turn_heard", "barge_in"],
+    },
+    # Manual turns (turn_detection None): VAD events are reported and change nothing.
+    {"trigger": "user_started", "source": _OPEN, "dest": None, "unless": "vad_on"},
     # input_audio_buffer.speech_stopped: with create_response the server answers by itself.
     {
         "trigger": "user_stopped",
         "source": C.USER_SPEAKING,
         "dest": C.RESPONDING,
-        "conditions": "server_will_respond",
+        "conditions": ["vad_on", "server_will_respond"],
+        "after": "await_server_response",
     },
-    {"trigger": "user_stopped", "source": C.USER_SPEAKING, "dest": C.SESSION_READY},
-    # response.create sent, or response.created from the server.
+    {"trigger": "user_stopped", "source": C.USER_SPEAKING, "dest": C.SESSION_READY, "conditions": "vad_on"},
+    {"trigger": "user_stopped", "source": _OPEN, "dest": None, "unless": "vad_on"},
+    # response.create sent, or the server started (or owes) a response.
     {"trigger": "respond", "source": _LIVE, "dest": C.RESPONDING},
     # response.done: run the tools it asked for, or hand the floor back.
     {
@@ -106,53 +154,175 @@ CONVERSATION_TRANSITIONS: list[dict[str, Any]] = [
     },
     {"trigger": "response_finished", "source": C.RESPONDING, "dest": C.SESSION_READY},
     {"trigger": "response_finished", "source": [C.USER_SPEAKING, C.AWAITING_TOOL], "dest": None},
-    # Every call of the finished responses has its output: continue without the tools.
-    {"trigger": "tools_answered", "source": C.AWAITING_TOOL, "dest": C.RESPONDING},
-    {"trigger": "tools_answered", "source": [C.USER_SPEAKING, C.RESPONDING], "dest": None},
     # The socket dropped (abnormal close, network error, keep-alive timeout).
     {"trigger": "connection_lost", "source": [C.CONNECTING, *_LIVE], "dest": C.RECONNECTING},
-    {"trigger": "close", "source": [C.CONNECTING, C.RECONNECTING, *_LIVE], "dest": C.CLOSED},
+    {"trigger": "close", "source": _OPEN, "dest": C.CLOSED},
 ]
 
+CONVERSATION_ACTIONS: dict[enum.StrEnum, dict[str, list[str]]] = {
+    # Every deadline still armed is disarmed.
+    C.CLOSED: {"on_enter": ["disarm_all"]},
+}
+
 P = Phase
+_WAITING = [P.REQUESTED, P.SERVER_OWED, P.CANCEL_DEFERRED]  # no response.created yet
+_BUSY = [P.REQUESTED, P.SERVER_OWED, P.GENERATING, P.CANCEL_DEFERRED, P.CANCELLING]
 RESPONSE_TRANSITIONS: list[dict[str, Any]] = [
-    # response.create sent; at most one in flight, later requests wait (coalesced).
+    # response.create sent; at most one in flight, later requests are owed (coalesced).
     {"trigger": "request", "source": P.IDLE, "dest": P.REQUESTED},
-    # response.created: ours, or one the server started by itself.
-    {"trigger": "created", "source": [P.IDLE, P.REQUESTED], "dest": P.GENERATING},
-    # A cancel asked for before the id was known goes out now (see Conversation).
-    {"trigger": "created", "source": P.CANCELLING, "dest": None},
+    # The server will start a response by itself (server-VAD turn, follow-up after tools).
+    {"trigger": "expect", "source": P.IDLE, "dest": P.SERVER_OWED},
+    # response.created: ours, one the server owed, or one it started by itself.
+    {
+        "trigger": "created",
+        "source": [P.IDLE, P.REQUESTED, P.SERVER_OWED],
+        "dest": P.GENERATING,
+        "after": ["owed_seen", "user_turn_settled"],
+    },
+    # A cancel asked for before the id was known goes out now.
+    # (A response created while one is cancelling is cancelled too, with a fresh deadline.)
+    {
+        "trigger": "created",
+        "source": [P.CANCEL_DEFERRED, P.CANCELLING],
+        "dest": P.CANCELLING,
+        "after": ["send_deferred_cancel", "owed_seen", "user_turn_settled"],
+    },
     # Cancel before response.created is deferred; after it, response.cancel is sent.
-    {"trigger": "cancel", "source": [P.REQUESTED, P.GENERATING], "dest": P.CANCELLING},
-    {"trigger": "cancel", "source": P.CANCELLING, "dest": None},
+    {"trigger": "cancel", "source": [P.REQUESTED, P.SERVER_OWED], "dest": P.CANCEL_DEFERRED},
+    {"trigger": "cancel", "source": P.GENERATING, "dest": P.CANCELLING},
+    {"trigger": "cancel", "source": [P.CANCEL_DEFERRED, P.CANCELLING], "dest": None},
+    # The user took the floor before the server started the reply it owed: it will not.
+    {"trigger": "withdraw", "source": P.SERVER_OWED, "dest": P.IDLE},
     # response.done, or an error that means our request will never be answered.
-    {"trigger": "done", "source": [P.REQUESTED, P.GENERATING, P.CANCELLING], "dest": P.IDLE},
+    {"trigger": "done", "source": _BUSY, "dest": P.IDLE},
     # Deadlines (timer_fired; CoreOptions): a silent server never holds the slot.
-    # No response.created in time (also for a cancel still waiting for the id): give up.
-    {"trigger": "created_timeout", "source": [P.REQUESTED, P.CANCELLING], "dest": P.IDLE},
-    # Nothing from the response for stall_timeout: cancel it and report it.
+    {"trigger": "created_timeout", "source": _WAITING, "dest": P.IDLE, "after": "owed_not_continued"},
     {"trigger": "stalled", "source": P.GENERATING, "dest": P.CANCELLING},
-    # No response.done after the cancel: free the slot as if it had come.
     {"trigger": "cancel_timeout", "source": P.CANCELLING, "dest": P.IDLE},
-    {"trigger": "reset", "source": [P.REQUESTED, P.GENERATING, P.CANCELLING, P.IDLE], "dest": P.IDLE},
+    # The socket dropped or the session closed: the slot is gone with it.
+    {"trigger": "reset", "source": [*_BUSY, P.IDLE], "dest": P.IDLE},
 ]
+
+RESPONSE_ACTIONS: dict[enum.StrEnum, dict[str, list[str]]] = {
+    # Deadlines: response_created while waiting for response.created, response_stall while
+    # generating, response_cancel while cancelling. Leaving requested forgets the create's
+    # event id (a late error about it is no longer ours).
+    P.REQUESTED: {
+        "on_enter": ["start_waiting", "conversation_responds"],
+        "on_exit": ["stop_waiting", "forget_create"],
+    },
+    P.SERVER_OWED: {"on_enter": ["start_waiting", "conversation_responds"], "on_exit": ["stop_waiting"]},
+    P.CANCEL_DEFERRED: {"on_enter": ["keep_waiting"], "on_exit": ["stop_waiting"]},
+    P.GENERATING: {"on_enter": ["watch_stall", "conversation_responds"], "on_exit": ["stop_stall_watch"]},
+    P.CANCELLING: {"on_enter": ["arm_cancel_deadline"], "on_exit": ["disarm_cancel_deadline"]},
+}
+
+W = Owed
+_DEBTS = [W.OWED, W.TOOL_FOLLOWUP, W.SERVER_FOLLOWUP]
+_ALL_OWED = [W.NONE, *_DEBTS, W.RESUME, W.LOST_TURN]
+OWED_TRANSITIONS: list[dict[str, Any]] = [
+    # A response asked for while the slot is busy, tools are open or the session is not ready.
+    # The follow-up after tools, and a restore's resume, answer it too.
+    {"trigger": "owe", "source": [W.NONE, W.SERVER_FOLLOWUP], "dest": W.OWED},
+    {"trigger": "owe", "source": [W.OWED, W.TOOL_FOLLOWUP, W.RESUME, W.LOST_TURN], "dest": None},
+    # A tool output was sent: a response must see it.
+    {"trigger": "output_sent", "source": [W.NONE, W.OWED, W.SERVER_FOLLOWUP], "dest": W.TOOL_FOLLOWUP},
+    {"trigger": "output_sent", "source": [W.TOOL_FOLLOWUP, W.RESUME, W.LOST_TURN], "dest": None},
+    # Every call answered and the server continues by itself (Inworld's auto_tool_response).
+    {"trigger": "left_to_server", "source": _ALL_OWED, "dest": W.SERVER_FOLLOWUP},
+    # response.created (coupled): that response sees every output sent so far.
+    {"trigger": "seen", "source": [W.TOOL_FOLLOWUP, W.SERVER_FOLLOWUP], "dest": W.NONE},
+    {"trigger": "seen", "source": [W.NONE, W.OWED, W.RESUME, W.LOST_TURN], "dest": None},
+    # No response.created in time (coupled): the server did not continue, the client asks.
+    {"trigger": "not_continued", "source": W.SERVER_FOLLOWUP, "dest": W.OWED},
+    {
+        "trigger": "not_continued",
+        "source": [W.NONE, W.OWED, W.TOOL_FOLLOWUP, W.RESUME, W.LOST_TURN],
+        "dest": None,
+    },
+    # The user cut in or cancelled: what they had asked for is no longer wanted.
+    {"trigger": "drop", "source": [W.OWED, W.SERVER_FOLLOWUP], "dest": W.NONE},
+    {"trigger": "drop", "source": [W.NONE, W.TOOL_FOLLOWUP, W.RESUME, W.LOST_TURN], "dest": None},
+    # The owed response is asked for now.
+    {"trigger": "paid", "source": _ALL_OWED, "dest": W.NONE},
+    # The socket dropped: a turn in flight or owed is resumed on the next socket.
+    {"trigger": "lost", "source": _DEBTS, "dest": W.RESUME},
+    {"trigger": "lost", "source": W.NONE, "dest": W.RESUME, "conditions": "slot_busy"},
+    {"trigger": "lost", "source": [W.NONE, W.RESUME, W.LOST_TURN], "dest": None},
+    {"trigger": "words_lost", "source": _ALL_OWED, "dest": W.LOST_TURN},
+    # The restore replayed the history: a note tells the model how to go on, then it is asked.
+    {
+        "trigger": "restored",
+        "source": [W.RESUME, W.TOOL_FOLLOWUP],
+        "dest": W.OWED,
+        "conditions": "no_open_calls",
+        "before": "add_resume_note",
+    },
+    {
+        "trigger": "restored",
+        "source": W.LOST_TURN,
+        "dest": W.OWED,
+        "conditions": "no_open_calls",
+        "before": "add_lost_turn_note",
+    },
+    {"trigger": "restored", "source": _ALL_OWED, "dest": None},
+]
+
+U = UserTurn
+USER_TURN_TRANSITIONS: list[dict[str, Any]] = [
+    # speech_started (server VAD).
+    {"trigger": "heard", "source": [U.NONE, U.OPEN], "dest": U.OPEN},
+    # The transcript is final or failed, a response started (the server has the item), or the socket dropped.
+    {"trigger": "settled", "source": [U.NONE, U.OPEN], "dest": U.NONE},
+]
+
+# How one machine's step moves another: the action a table names, and the
+# machine and trigger it fires. Nothing else in the core crosses machines.
+COUPLING: dict[str, tuple[str, str]] = {
+    # The slot is requested, owed by the server or generating: the conversation is responding.
+    "conversation_responds": ("conversation", "respond"),
+    # The user spoke (VAD on): their turn is open until it is transcribed or answered.
+    "user_turn_heard": ("user_turn", "heard"),
+    # response.created: the user's turn is in the conversation, tool outputs are seen.
+    "user_turn_settled": ("user_turn", "settled"),
+    "owed_seen": ("owed", "seen"),
+    # No response.created in time: a follow-up left to the server is asked for by the client.
+    "owed_not_continued": ("owed", "not_continued"),
+}
 
 
 @attrs.frozen(kw_only=True)
 class MachineSpec:
-    """One machine of the core: its name, its states, its table and where it starts."""
+    """One machine: its name, states, table, initial state and state actions (entry/exit)."""
 
     name: str
     states: type[enum.StrEnum]
     table: list[dict[str, Any]]
     initial: enum.StrEnum
+    actions: dict[enum.StrEnum, dict[str, list[str]]] = attrs.field(factory=dict)
 
 
 # Every machine, drawn as concurrent regions of one diagram (engine.core.diagram).
 MACHINES: list[MachineSpec] = [
-    MachineSpec(name="conversation", states=State, table=CONVERSATION_TRANSITIONS, initial=State.CONNECTING),
-    MachineSpec(name="response", states=Phase, table=RESPONSE_TRANSITIONS, initial=Phase.IDLE),
+    MachineSpec(
+        name="conversation",
+        states=State,
+        table=CONVERSATION_TRANSITIONS,
+        initial=State.CONNECTING,
+        actions=CONVERSATION_ACTIONS,
+    ),
+    MachineSpec(
+        name="response",
+        states=Phase,
+        table=RESPONSE_TRANSITIONS,
+        initial=Phase.IDLE,
+        actions=RESPONSE_ACTIONS,
+    ),
+    MachineSpec(name="owed", states=Owed, table=OWED_TRANSITIONS, initial=Owed.NONE),
+    MachineSpec(name="user_turn", states=UserTurn, table=USER_TURN_TRANSITIONS, initial=UserTurn.NONE),
 ]
+CORE_MACHINES = {spec.name: spec for spec in MACHINES}
+"""The conversation core's own machines, by name (the session's lifecycle is appended to MACHINES below)."""
 
 # ------------------------------------------------------------------ session lifecycle (I13b)
 # The session lifecycle machine (engine.actors) is appended to MACHINES here.
@@ -160,13 +330,22 @@ MACHINES: list[MachineSpec] = [
 # ------------------------------------------------------------------ building and stepping
 
 
+Actions = dict[enum.StrEnum, dict[str, list[str]]]
+"""Entry and exit actions by state: ``{state: {"on_enter": [...], "on_exit": [...]}}``."""
+
+
 def build(
-    model: Any, states: type[enum.StrEnum], table: list[dict[str, Any]], initial: enum.StrEnum
+    model: Any,
+    states: type[enum.StrEnum],
+    table: list[dict[str, Any]],
+    initial: enum.StrEnum,
+    actions: Actions | None = None,
 ) -> Machine:
     """A plain synchronous machine over ``model`` (which gets ``model.state``)."""
+    actions = actions or {}
     return Machine(
         model=model,
-        states=[s.value for s in states],
+        states=[{"name": s.value, **actions.get(s, {})} for s in states],
         transitions=[values(t) for t in table],
         initial=initial.value,
         auto_transitions=False,
@@ -177,7 +356,12 @@ def build(
 _shared: dict[int, Machine] = {}
 
 
-def shared(states: type[enum.StrEnum], table: list[dict[str, Any]], initial: enum.StrEnum) -> Machine:
+def shared(
+    states: type[enum.StrEnum],
+    table: list[dict[str, Any]],
+    initial: enum.StrEnum,
+    actions: Actions | None = None,
+) -> Machine:
     """One machine per table, shared by every conversation (its models are not registered).
 
     A ``transitions`` machine costs tens of kilobytes; a session only needs its
@@ -186,16 +370,24 @@ def shared(states: type[enum.StrEnum], table: list[dict[str, Any]], initial: enu
     """
     machine = _shared.get(id(table))
     if machine is None:
-        machine = _shared[id(table)] = build(None, states, table, initial)
+        if actions is None:  # a registered machine always has its state actions
+            actions = next((spec.actions for spec in MACHINES if spec.table is table), None)
+        machine = _shared[id(table)] = build(None, states, table, initial, actions)
     return machine
 
 
-Step = tuple[tuple[tuple[str, bool], ...], str | None]
-"""One transition of a trigger from a source: its guards (name, expected result) and destination."""
+Step = tuple[tuple[tuple[str, bool], ...], str | None, tuple[str, ...], tuple[str, ...]]
+"""One transition of a trigger from a source: its guards (name, expected result), destination,
+and the actions run before and after the state is set (``before`` and the source's exit
+actions; the destination's entry actions and ``after``), as ``transitions`` orders them."""
 Plan = dict[str, dict[str, tuple[Step, ...]]]
 """A machine's transitions by trigger, then source state, in the machine's order."""
 
 _plans: dict[int, Plan] = {}
+
+
+def _names(callbacks: Any) -> tuple[str, ...]:
+    return tuple(str(c) for c in callbacks)
 
 
 def plan_of(machine: Machine) -> Plan:
@@ -205,19 +397,24 @@ def plan_of(machine: Machine) -> Plan:
     microseconds), and the core fires one every few server events. The plan is
     read from the built machine, not from the tables, so the machine stays the
     one definition; a test checks that both agree on every state, trigger and
-    guard outcome. Only what the tables use is supported: named guards, no
-    callbacks.
+    guard outcome, actions included. Only what the tables use is supported:
+    named guards and named actions (``before``/``after``, ``on_enter``/``on_exit``).
     """
     plan = _plans.get(id(machine))
     if plan is None:
         plan = {}
         for trigger, event in machine.events.items():
-            plan[trigger] = {
-                source: tuple(
-                    (tuple((str(c.func), c.target) for c in t.conditions), t.dest) for t in transitions
-                )
-                for source, transitions in event.transitions.items()
-            }
+            plan[trigger] = {}
+            for source, transitions in event.transitions.items():
+                steps: list[Step] = []
+                for t in transitions:
+                    guards = tuple((str(c.func), c.target) for c in t.conditions)
+                    pre, post = _names(t.before), _names(t.after)
+                    if t.dest is not None:  # an internal transition runs no exit or entry actions
+                        pre += _names(machine.get_state(source).on_exit)
+                        post = _names(machine.get_state(t.dest).on_enter) + post
+                    steps.append((guards, t.dest, pre, post))
+                plan[trigger][source] = tuple(steps)
         _plans[id(machine)] = plan
     return plan
 
@@ -230,15 +427,32 @@ def fire(plan: Plan, model: Any, trigger: str) -> bool:
     steps = plan[trigger].get(model.state)
     if steps is None:
         raise MachineError(f"{trigger!r} is not allowed in state {model.state!r}")
-    for guards, dest in steps:
+    for guards, dest, pre, post in steps:
         for name, expected in guards:
             if getattr(model, name)() != expected:
                 break
         else:
+            for name in pre:
+                getattr(model, name)()
             if dest is not None:
                 model.state = dest
+            for name in post:
+                getattr(model, name)()
             return True
     return False
+
+
+def callbacks_of(spec: MachineSpec) -> set[str]:
+    """Every guard and action name a machine's table and state actions use."""
+    names: set[str] = set()
+    for t in spec.table:
+        for key in ("conditions", "unless", "before", "after"):
+            value = t.get(key, [])
+            names.update([value] if isinstance(value, str) else value)
+    for hooks in spec.actions.values():
+        for value in hooks.values():
+            names.update(value)
+    return names
 
 
 def values(transition: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -146,7 +146,7 @@ def test_cancel_before_created_waits_for_the_id_then_has_its_own_deadline() -> N
     d = _ready()
     d.do(d.conv.send_text("Hi"))
     d.do(d.conv.cancel_response())
-    assert d.conv.phase is P.CANCELLING
+    assert d.conv.phase is P.CANCEL_DEFERRED
     assert _fire(d, "response_cancel", 5.0) == []  # not armed yet: the id is unknown
     out = d.server("response.created", response=response("resp_1"))
     assert sent_types(out) == ["response.cancel"]
@@ -175,7 +175,7 @@ def test_barge_in_the_server_cancels_has_the_cancel_deadline_too() -> None:
     assert [e.code for e in errors(out)] == ["cancel_timeout"]
     assert d.where == (C.USER_SPEAKING, P.IDLE)
     d.server("input_audio_buffer.speech_stopped", item_id="item_u2", audio_end_ms=900)
-    assert d.where == (C.RESPONDING, P.REQUESTED)  # the next turn's reply is awaited as usual
+    assert d.where == (C.RESPONDING, P.SERVER_OWED)  # the next turn's reply is awaited as usual
 
 
 def test_cancel_timeout_answers_the_calls_of_the_response_given_up() -> None:
@@ -259,7 +259,7 @@ def test_a_follow_up_the_server_owed_after_tools_is_asked_for_when_it_never_come
     )
     out = d.do(d.conv.tool_result("call_1", '"sunny"'))
     assert "response.create" not in sent_types(out)  # the server owes it
-    assert d.where == (C.RESPONDING, P.REQUESTED)
+    assert d.where == (C.RESPONDING, P.SERVER_OWED)
     out = _fire(d, "response_created", 10.0)
     assert [e.code for e in errors(out)] == ["response_timeout"]
     assert sent_types(out) == ["response.create"]
@@ -270,7 +270,7 @@ def test_a_server_vad_turn_the_server_never_answers_hands_the_floor_back() -> No
     """The server owed a VAD turn's reply: after the deadline nothing is invented, the floor is free."""
     d = _ready()
     d.user_turn("item_u1")
-    assert d.where == (C.RESPONDING, P.REQUESTED)
+    assert d.where == (C.RESPONDING, P.SERVER_OWED)
     out = _fire(d, "response_created", 10.0)
     assert [e.code for e in errors(out)] == ["response_timeout"]
     assert sent(out) == []

@@ -162,7 +162,7 @@ def test_cancel_before_created_is_deferred() -> None:
     d.take()
     out = d.do(d.conv.cancel_response())
     assert sent(out) == []
-    assert d.where == (C.RESPONDING, P.CANCELLING)
+    assert d.where == (C.RESPONDING, P.CANCEL_DEFERRED)
 
     out = d.server("response.created", response=response("resp_9"))
     assert sent(out) == [{"type": "response.cancel", "response_id": "resp_9"}]
@@ -527,10 +527,7 @@ def test_close_cancels_running_tools() -> None:
     assert of_type(out, CancelTools) == [CancelTools(call_ids=("call_1",), reason="closed")]
     assert of_type(out, GateAudio) == [GateAudio(False)]
     # Every deadline armed is disarmed (the generating response has its stall deadline).
-    assert of_type(out, CancelTimer) == [
-        CancelTimer(name="response_created"),
-        CancelTimer(name="response_stall"),
-    ]
+    assert of_type(out, CancelTimer) == [CancelTimer(name="response_stall")]
     assert emitted(out) == [ev.StateChanged(old=C.RESPONDING, new=C.CLOSED)]
     assert sent(out) == []
     assert d.conv.state is C.CLOSED
@@ -617,7 +614,7 @@ def test_late_error_for_a_timed_out_create_leaves_the_next_request_alone() -> No
     d.do(d.conv.timer_fired("response_created"))
     d.server("input_audio_buffer.speech_started", item_id="item_u2")
     d.server("input_audio_buffer.speech_stopped", item_id="item_u2")
-    assert d.where == (C.RESPONDING, P.REQUESTED)  # the server owes this turn's response
+    assert d.where == (C.RESPONDING, P.SERVER_OWED)  # the server owes this turn's response
     error = {
         "type": "invalid_request_error",
         "code": "late",
@@ -627,7 +624,7 @@ def test_late_error_for_a_timed_out_create_leaves_the_next_request_alone() -> No
     out = d.server("error", error=error)
     assert [e.code for e in errors(out)] == ["late"]
     assert of_type(out, CancelTimer) == []  # the server's response is still awaited
-    assert d.where == (C.RESPONDING, P.REQUESTED)
+    assert d.where == (C.RESPONDING, P.SERVER_OWED)
 
 
 def test_restored_function_call_does_not_block_responses() -> None:
@@ -689,7 +686,7 @@ def test_barge_in_before_server_response_does_not_cancel_the_next_turn() -> None
     d = _ready()
     d.server("input_audio_buffer.speech_started", item_id="item_u1")
     d.server("input_audio_buffer.speech_stopped", item_id="item_u1")
-    assert d.where == (C.RESPONDING, P.REQUESTED)
+    assert d.where == (C.RESPONDING, P.SERVER_OWED)
     d.server("input_audio_buffer.speech_started", item_id="item_u2")
     d.do(d.conv.timer_fired("response_created"))
     assert d.conv.phase is P.IDLE

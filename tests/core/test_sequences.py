@@ -89,7 +89,7 @@ def test_a_voice_turn_with_server_vad() -> None:
     ]
     assert of_type(out, ArmTimer) == [ArmTimer(name="response_created", delay=10.0)]
     # A server-handled turn: the server creates the response, so nothing is sent.
-    assert d.where == (C.RESPONDING, P.REQUESTED)
+    assert d.where == (C.RESPONDING, P.SERVER_OWED)
 
     assert d.server("input_audio_buffer.committed", item_id="item_u1", previous_item_id=None) == []
     out = d.server("conversation.item.added", previous_item_id=None, item=user_audio_item("item_u1"))
@@ -192,7 +192,7 @@ def test_a_handshake_then_audio_turn_with_helpers() -> None:
     d = Driver()
     d.ready()
     d.user_turn("item_u1", transcript="Hi")
-    assert d.where == (C.RESPONDING, P.REQUESTED)
+    assert d.where == (C.RESPONDING, P.SERVER_OWED)
     d.start_reply("resp_1", "item_a1")
     audio = [d.audio("resp_1", "item_a1", pcm_b64(480, v), "x") for v in (1, 2, 3)]
     pcm = [e.pcm for out in audio for e in emitted(out) if isinstance(e, ev.AudioOut)]
@@ -441,7 +441,7 @@ def test_c_server_continues_after_tools() -> None:
     assert sent_types(out) == ["conversation.item.create"]
     assert of_type(out, ArmTimer) == [ArmTimer(name="response_created", delay=10.0)]
     assert emitted(out)[-1] == _changed(C.AWAITING_TOOL, C.RESPONDING)
-    assert d.where == (C.RESPONDING, P.REQUESTED)
+    assert d.where == (C.RESPONDING, P.SERVER_OWED)
 
     out = d.server("response.created", response=response("resp_2"))
     assert emitted(out) == [ev.ResponseStarted(response_id="resp_2")]
@@ -536,7 +536,7 @@ def test_d_barge_in_server_cancels() -> None:
         ev.SpeechStopped(item_id="item_u2", audio_end_ms=6000),
         _changed(C.USER_SPEAKING, C.RESPONDING),
     ]
-    assert d.where == (C.RESPONDING, P.REQUESTED)
+    assert d.where == (C.RESPONDING, P.SERVER_OWED)
     d.start_reply("resp_2", "item_a2")
     out = d.audio("resp_2", "item_a2", pcm_b64(480, value=5))
     assert emitted(out) == [
