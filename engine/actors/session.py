@@ -12,12 +12,10 @@ each, talking over bounded streams):
   (:mod:`engine.actors.tool_runner`), **dispatcher**
   (:mod:`engine.actors.dispatch`), **timers** (:mod:`engine.actors.timers`).
 
-This module is the public API only. As in trio: every ``async`` call
-checkpoints; a call that cannot block is sync (``send_audio_nowait``,
-``audio_played``, ``publish``); ``aclose()`` closes; ``statistics()`` returns a
-frozen record. ``connect()`` returns once the session is ready; leaving it (or
-``aclose()``) ends everything within ``close_timeout``, even when the server
-never answers the close handshake, and wakes every waiter.
+This module is the public API only, in trio's style: every ``async`` call
+checkpoints, a call that cannot block is sync (``send_audio_nowait``,
+``publish``), ``aclose()`` closes within ``close_timeout`` (even when the server
+never answers) and wakes every waiter, ``statistics()`` is a frozen record.
 """
 
 from __future__ import annotations
@@ -116,12 +114,7 @@ class Session:
 
     @overload
     def tool(
-        self,
-        fn: None = None,
-        /,
-        *,
-        name: str | None = None,
-        timeout: float = 30.0,
+        self, fn: None = None, /, *, name: str | None = None, timeout: float = 30.0,
         cancel_on_interrupt: bool = True,
     ) -> Callable[[F], F]: ...
 
@@ -210,19 +203,7 @@ class Session:
 
     def statistics(self) -> SessionStatistics:
         """Counters and queue depths, for monitoring (a snapshot)."""
-        effects, dispatcher = self._supervisor.effects, self._dispatcher
-        outbox = effects.outbox if effects is not None else None
-        return SessionStatistics(
-            outbox_queued=outbox.statistics() if outbox is not None else 0,
-            messages_sent=outbox.sent if outbox is not None else 0,
-            audio_chunks_sent=effects.audio.chunks_sent if effects is not None else 0,
-            audio_chunks_dropped=effects.audio.dropped_chunks if effects is not None else 0,
-            events_delivered=dispatcher.delivered,
-            events_dropped=dispatcher.dropped,
-            event_subscribers=dispatcher.subscriber_count(),
-            slow_callbacks=dispatcher.slow_callbacks,
-            tools_running=len(effects.runner.running()) if effects is not None else 0,
-        )
+        return SessionStatistics.of(self._dispatcher, self._supervisor.effects)
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from engine.protocol.items import Item
+
+if TYPE_CHECKING:
+    from engine.actors.dispatch import Dispatcher
+    from engine.actors.effects import Interpreter
 
 
 @attrs.frozen(kw_only=True)
@@ -36,6 +40,27 @@ class SessionStatistics:
     event_subscribers: int = 0
     slow_callbacks: int = 0
     tools_running: int = 0
+
+    @classmethod
+    def of(cls, dispatcher: Dispatcher, effects: Interpreter | None) -> SessionStatistics:
+        """A snapshot of ``dispatcher`` and of the actors ``effects`` drives (zeros before connect)."""
+        counts = {
+            "events_delivered": dispatcher.delivered,
+            "events_dropped": dispatcher.dropped,
+            "event_subscribers": dispatcher.subscriber_count(),
+            "slow_callbacks": dispatcher.slow_callbacks,
+        }
+        if effects is None:
+            return cls(**counts)
+        outbox = effects.outbox
+        return cls(
+            outbox_queued=outbox.statistics() if outbox is not None else 0,
+            messages_sent=outbox.sent if outbox is not None else 0,
+            audio_chunks_sent=effects.audio.chunks_sent,
+            audio_chunks_dropped=effects.audio.dropped_chunks,
+            tools_running=len(effects.runner.running()),
+            **counts,
+        )
 
 
 def to_item(entry: Item | Mapping[str, Any]) -> Item:
