@@ -7,6 +7,7 @@ discarded, and what was not heard is cut from the server's conversation and
 the local mirror, by the playback ledger's account (:mod:`engine.core.playback`).
 ``response.cancel`` is sent only if the server will not cancel by itself. A
 dropped socket cuts the mirror the same way (the server's copy is gone).
+Protocol facts: docs/protocol.md §6.4 and §8; why: docs/peers.md §2.2.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ Server errors: ``response_cancel_not_active`` and
 only when retrying cannot help: the server refused our credentials
 (``authentication_error``/``permission_error`` types, ``invalid_api_key``,
 ``insufficient_quota``) or our configuration while connecting.
+Protocol facts: docs/protocol.md §3.1 and §10; why: docs/peers.md §2.1.
 """
 
 from __future__ import annotations

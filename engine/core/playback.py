@@ -2,9 +2,9 @@
 
 Truncation must say what was *played*, not what was received (docs/peers.md
 §2.2): more than was received is an error on the server, and 0 ms is not a
-truncation but a deletion (docs/protocol.md §8). The ledger keeps, per response, its audio
-items in playback order with the milliseconds received, and takes what was
-played from one of two sources:
+truncation but a deletion (docs/protocol.md §8). The ledger keeps, per
+response, its audio items in playback order with the milliseconds received,
+and takes what was played from one of two sources:
 
 * **acknowledgements** (preferred): the application calls
   ``session.audio_played(item_id, ms)`` with the milliseconds of that item its

@@ -8,6 +8,7 @@ user's last words is kept (what was not is reported lost), and the ``owed``
 machine remembers whether the turn must be resumed. On the next socket the
 mirrored history is replayed on a fresh server conversation, with a note that
 tells the model how to go on, and the owed response is asked for.
+Protocol facts: docs/protocol.md §1.3 and §11; why: docs/peers.md §2.4.
 """
 
 from __future__ import annotations

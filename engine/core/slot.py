@@ -9,7 +9,8 @@ response is asked for (or left to the server when it continues by itself).
 
 The entry and exit actions the response table names (``_start_waiting``,
 ``_watch_stall`` ...) arm and disarm the slot's deadlines; :meth:`_deadline`
-handles them when they fire.
+handles them when they fire. Protocol facts: docs/protocol.md §7 and §9; why: docs/peers.md
+§2.1 and §2.3.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ class ResponseSlot(CoreBase):
         return True
 
     def _send_deferred_cancel(self) -> None:
-        """``created`` while a cancel waits: now the id is known (docs/protocol.md)."""
+        """``created`` while a cancel waits: now the id is known (docs/protocol.md §7)."""
         self._interrupted.add(self._response_id)
         self._send(c.ResponseCancel(response_id=self._response_id))
 
