@@ -1,4 +1,4 @@
-"""Command line: ``python -m engine demo | diagram | replay | serve``."""
+"""Command line: ``python -m engine demo | diagram | replay | timeline | serve``."""
 
 from __future__ import annotations
 
@@ -59,6 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     r = sub.add_parser("replay", help="replay a recording through the state machine")
     r.add_argument("recording", type=Path)
     r.add_argument("--check", action="store_true", help="exit 1 if the client events differ")
+    t = sub.add_parser("timeline", help="draw a recording as a self-contained HTML timeline")
+    t.add_argument("recording", type=Path)
+    t.add_argument("-o", "--output", type=Path, help="the HTML file (default: the recording with .html)")
     serve = sub.add_parser("serve", help="run the call gateway (phone calls through Twilio or Telnyx)")
     from engine.gateway.serve import add_arguments as add_serve_arguments
 
@@ -72,6 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "replay":
         return _replay(args.recording, check=args.check)
+    if args.command == "timeline":
+        return _timeline(args.recording, args.output)
     if args.command == "demo":
         import anyio
 
@@ -105,3 +110,21 @@ def _replay(path: Path, *, check: bool) -> int:
         return 0
     out.write(f"MISMATCH: {result.first_difference()}\n")
     return 1 if check else 0
+
+
+def _timeline(path: Path, output: Path | None) -> int:
+    from engine.timeline import render_file
+
+    target = output if output is not None else path.with_suffix(".html")
+    try:
+        text = render_file(path)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        sys.stderr.write(f"cannot draw {path}: {exc}\n")
+        return 2
+    try:
+        target.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        sys.stderr.write(f"cannot write {target}: {exc}\n")
+        return 2
+    sys.stdout.write(f"wrote {target}\n")
+    return 0

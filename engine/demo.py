@@ -18,6 +18,7 @@ import argparse
 import array
 import math
 import os
+import tempfile
 import time
 import wave
 from pathlib import Path
@@ -180,7 +181,20 @@ async def stream_audio(session: engine.Session, pcm: bytes, realtime: bool) -> N
 
 
 async def run_demo(args: argparse.Namespace, out: TextIO) -> int:
-    """Run the scripted call; returns the exit status."""
+    """Run the scripted call; returns the exit status (``--timeline``: also draw it)."""
+    if getattr(args, "timeline", None) is None:
+        return await _run_demo(args, out, None)
+    with tempfile.TemporaryDirectory(prefix="engine-demo-") as folder:
+        recording = Path(folder) / "demo.jsonl"
+        status = await _run_demo(args, out, recording)
+        from engine.timeline import render_file
+
+        args.timeline.write_text(render_file(recording), encoding="utf-8")
+    out.write(f"timeline: {args.timeline}\n")
+    return status
+
+
+async def _run_demo(args: argparse.Namespace, out: TextIO, recording: Path | None) -> int:
     from engine.server import LocalServer
 
     timeline = Timeline(out)
@@ -201,6 +215,7 @@ async def run_demo(args: argparse.Namespace, out: TextIO) -> int:
         session = engine.Session(
             provider,
             engine.SessionConfig(instructions="You are a cheerful travel assistant. Keep answers short."),
+            record=recording,
         )
 
         @session.tool
@@ -292,3 +307,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--provider", choices=("inworld", "openai"), default="inworld")
     parser.add_argument("--wav", type=Path, help="a 16-bit WAV file to send as the user's voice")
     parser.add_argument("--pace", type=float, default=1.0, help="local server pacing (1.0 = real time)")
+    parser.add_argument("--timeline", type=Path, help="also write the call's timeline (HTML) to this file")

@@ -270,7 +270,7 @@ def steps(records: Iterable[dict[str, Any]], *, source: str = "recording") -> It
             record=record,
             command=command,
             effects=effects,
-            states={"conversation": conv.state.value, "response": conv.phase.value},
+            states=dict(conv.states),
         )
 
 
