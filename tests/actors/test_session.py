@@ -257,9 +257,9 @@ async def test_diagram_marks_the_current_state() -> None:
             session = make_session(peer)
             async with session.connect():
                 text = session.diagram()
-    assert "class conversation__session_ready s_active" in text
-    assert "class response__idle s_active" in text
-    assert "class conversation__responding s_active" not in text
+    assert "class engine__conversation__session_ready s_active" in text
+    assert "class engine__response__idle s_active" in text
+    assert "class engine__conversation__responding s_active" not in text
 
 
 async def test_commands_after_close_raise_session_closed() -> None:
