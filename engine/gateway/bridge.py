@@ -3,15 +3,17 @@
 One task group per call, inside the session's ``connect()``:
 
 * **carrier reader**: receives frames, decodes them with the dialect's stream,
-  hands caller audio to the uplink channel, maps mark echoes to
+  hands caller audio to the session without waiting
+  (``session.send_audio_nowait``), maps mark echoes to
   ``session.audio_played`` through the mark ledger, delivers DTMF to the
   agent's callbacks, and ends the call on ``stop`` (the caller hung up). It
   never waits on the session, so the carrier's marks and ``stop`` are always
-  read promptly.
-* **uplink**: caller audio to ``session.send_audio``. The channel holds
-  ``UPLINK_FRAMES`` frames (about a second of 20 ms frames); when it is full
-  the newest frame is dropped and counted (audio that late is worth less than
-  a reader that keeps draining), logged once per overflow run.
+  read promptly. Overflow policy for caller audio (the session's): when the
+  session's audio-in actor is too far behind to take a chunk, the newest
+  chunk is dropped, counted and reported once per overflow (audio that late
+  is worth less than a reader that keeps draining). In the steady state a
+  chunk goes from this task straight to the session's outbox: no task
+  switch per frame.
 * **downlink**: the only task that writes to the carrier socket while the
   session lives. It consumes the session's events (a bounded stream of the
   session's own, whose overflow policy is the session's ``event_buffer``):
@@ -40,7 +42,6 @@ import sys
 from typing import Protocol
 
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from engine.actors.dispatch import EventStream
 from engine.actors.session import Session
@@ -69,8 +70,6 @@ from engine.transports.base import Connector
 
 log = logging.getLogger(__name__)
 
-UPLINK_FRAMES = 50
-"""Caller frames queued for the session (about a second at 20 ms); newer ones are dropped beyond."""
 APOLOGY_MARK = "apology"
 
 
@@ -146,7 +145,6 @@ class Bridge:
         self._bytes_per_ms = 8.0
         self._unmarked = 0
         self._cut: set[str] = set()
-        self._uplink_dropped = 0
         self.malformed = 0
         """Frames from the carrier that could not be used (each logged)."""
 
@@ -253,7 +251,6 @@ class Bridge:
         session.on(*OBSERVED)(self._registry.metrics.observe)
         session.on(ev.TurnMetrics)(self._count_turn)
         events = session.events(ev.AudioOut, ev.Interrupted, ev.Closed)
-        send, receive = anyio.create_memory_object_stream[bytes](UPLINK_FRAMES)
         try:
             async with session.connect():
                 self._registry.set_state(self._live, "active")
@@ -263,17 +260,13 @@ class Bridge:
                     self._scope = tg.cancel_scope
                     if self._reason is not None:
                         tg.cancel_scope.cancel()
-                    tg.start_soon(self._read_carrier, send, name=f"{self._live.id} carrier reader")
-                    tg.start_soon(self._uplink, session, receive, name=f"{self._live.id} uplink")
+                    tg.start_soon(self._read_carrier, name=f"{self._live.id} carrier reader")
                     await self._downlink(events)
                     tg.cancel_scope.cancel()  # the session ended: so does the call
                 self._scope = self._outer
         except Exception as exc:
             self._failure = self._failure or f"session failed: {exc}"
             log.warning("call %s: the session failed: %s", self._live.id, exc)
-        finally:
-            send.close()
-            receive.close()
         if self._failure is not None:
             await self._apologize()
         elif self._reason is None:
@@ -282,7 +275,7 @@ class Bridge:
     def _count_turn(self, _: ev.TurnMetrics) -> None:
         self._live.turns += 1
 
-    async def _read_carrier(self, uplink: MemoryObjectSendStream[bytes]) -> None:
+    async def _read_carrier(self) -> None:
         session = self._session
         assert session is not None
         while True:
@@ -294,30 +287,18 @@ class Bridge:
             for event in self._decode(frame):
                 if isinstance(event, Media):
                     try:
-                        uplink.send_nowait(event.payload)
-                        self._uplink_dropped = 0
-                    except anyio.WouldBlock:
-                        self._uplink_dropped += 1
-                        if self._uplink_dropped == 1:
-                            log.warning(
-                                "call %s: the session is behind; dropping caller audio", self._live.id
-                            )
+                        session.send_audio_nowait(event.payload)
+                    except SessionClosed:
+                        return  # the session is ending; the downlink sees why
                 elif isinstance(event, MarkDone):
                     for played in self._marks.echoed(event.name):
                         session.audio_played(played.item_id, played.ms)
                 elif isinstance(event, Dtmf):
-                    # The session's dispatcher gives each callback its own queue, as for its own events.
-                    session._dispatcher.publish(DtmfEvent(digit=event.digit, call_id=self._live.id))
+                    # Delivered like the session's own events: each callback has its own queue.
+                    session.publish(DtmfEvent(digit=event.digit, call_id=self._live.id))
                 elif isinstance(event, Stopped):
                     self._end(CALLER_HUNG_UP)
                     return
-
-    async def _uplink(self, session: Session, frames: MemoryObjectReceiveStream[bytes]) -> None:
-        try:
-            async for payload in frames:
-                await session.send_audio(payload)
-        except SessionClosed:
-            return  # the session is ending; the downlink sees why
 
     async def _downlink(self, events: EventStream) -> None:
         """The only writer of the carrier socket while the session lives."""

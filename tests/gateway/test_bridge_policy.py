@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 from typing import Any
 
 import anyio
@@ -12,7 +11,7 @@ import pytest
 
 import engine
 from engine.gateway.agent import Agent
-from engine.gateway.bridge import UPLINK_FRAMES, Bridge, CarrierGone, apology
+from engine.gateway.bridge import Bridge, CarrierGone, apology
 from engine.gateway.calls import CALLER_HUNG_UP, CallRegistry
 from engine.gateway.carriers.twilio import TwilioStream
 from engine.gateway.metrics import GatewayMetrics
@@ -64,38 +63,35 @@ def media(n: int) -> str:
 
 
 class StillSession:
-    """Stands in for a session that takes no audio (the uplink channel is never drained)."""
+    """Stands in for a session that takes caller audio only without waiting (it has no ``send_audio``)."""
+
+    def __init__(self) -> None:
+        self.audio: list[bytes] = []
+
+    def send_audio_nowait(self, pcm: bytes) -> None:
+        self.audio.append(pcm)
 
     def audio_played(self, item_id: str, ms: float) -> None:
         raise AssertionError("no marks in this script")
 
 
 @pytest.mark.anyio
-async def test_the_uplink_keeps_the_oldest_frames_and_drops_the_newest_when_full(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+async def test_the_reader_hands_caller_audio_over_without_waiting_and_reads_on_to_the_stop() -> None:
     frames = [twilio("connected", protocol="Call", version="1.0.0"), START]
-    frames += [media(n) for n in range(UPLINK_FRAMES + 10)]
+    frames += [media(n) for n in range(60)]
     frames.append(twilio("stop", stop={"callSid": "CA1"}))
     socket = ScriptedSocket(frames)
     registry = CallRegistry(2, GatewayMetrics())
     live = registry.admit("twilio")
     bridge = Bridge(socket, TwilioStream(), Agent(), live, registry)
-    bridge._session = StillSession()  # type: ignore[assignment]
-    send, receive = anyio.create_memory_object_stream[bytes](UPLINK_FRAMES)
-    with anyio.fail_after(5), caplog.at_level(logging.WARNING, logger="engine.gateway"):
+    session = StillSession()
+    bridge._session = session  # type: ignore[assignment]
+    with anyio.fail_after(5):
         assert await bridge._await_start() is not None
-        await bridge._read_carrier(send)
-    kept = []
-    with send, receive:
-        while True:
-            try:
-                kept.append(receive.receive_nowait())
-            except anyio.WouldBlock:
-                break
-    assert [payload[0] for payload in kept] == list(range(UPLINK_FRAMES))  # the oldest, in order
-    assert bridge._uplink_dropped == 10
-    assert caplog.text.count("dropping caller audio") == 1  # once per overflow run
+        await bridge._read_carrier()
+    # Every frame, in order, untouched; the overflow policy is the session's (drop newest, reported once).
+    assert [payload[0] for payload in session.audio] == list(range(60))
+    assert all(len(payload) == 160 for payload in session.audio)
     assert bridge._reason == CALLER_HUNG_UP
 
 
