@@ -261,7 +261,7 @@ async def test_a_reconnect_shows_the_connection_down_while_the_conversation_reco
     assert down["end"] <= reconnecting["end"] + 1e-4  # the socket opens, then the session is ready again
     assert [m["kind"] for m in marks(found["connection"])] == [["lost"], ["reconnect"]]
     assert any(t.metrics.reconnect_seconds is not None for t in call.turns)
-    assert "1 reconnects" in render(read(path))
+    assert "· 1 reconnect ·" in render(read(path))
 
 
 @pytest.mark.anyio

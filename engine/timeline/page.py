@@ -104,13 +104,17 @@ def _summary(call: Call, title: str) -> str:
         call.provider,
         call.model,
         f"{call.duration:.1f} s",
-        f"{len(call.turns)} turns",
-        f"{tools} tool calls",
-        f"{cuts} barge-ins",
-        f"{drops} reconnects",
-        f"{len(call.errors)} errors",
+        _count(len(call.turns), "turn"),
+        _count(tools, "tool call"),
+        _count(cuts, "barge-in"),
+        _count(drops, "reconnect"),
+        _count(len(call.errors), "error"),
     ]
     return " · ".join(esc(p) for p in parts if p)
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" if n == 1 else f"{n} {what}s"
 
 
 def _turns(call: Call) -> str:
