@@ -291,6 +291,46 @@ async def test_text_from_the_user_and_the_server_is_escaped(tmp_path: Path) -> N
     assert mark["detail"] is not None and '<img src=x onerror="alert(2)">' in mark["detail"]
 
 
+@pytest.mark.anyio
+async def test_a_recording_cut_short_and_a_machine_only_the_recording_shows(tmp_path: Path) -> None:
+    path = tmp_path / "call.jsonl"
+    with anyio.fail_after(20):
+        await record_call(path)
+    records = list(read(path))
+    # A process that died mid-call leaves a recording that stops anywhere: here, mid-tool-call.
+    (started,) = [i for i, r in enumerate(records) if r.get("name") == "tool_result"]
+    partial = records[:started]
+    svg = svg_of(render(partial))
+    check_geometry(svg)
+    found = lanes(svg)
+    (tool,) = spans(found["tools"])
+    assert "unanswered" in tool["kind"] and "never answered" in tool["detail"]
+    last = float(partial[-1]["t"]) - float(partial[0]["t"])
+    assert tool["end"] == pytest.approx(last, abs=1e-5)
+    for machine in CORE_MACHINES:  # every machine is drawn up to the last record
+        assert spans(found[f"machine:{machine}"])[-1]["end"] == pytest.approx(last, abs=1e-5)
+
+    # A machine the core does not run (the session's lifecycle, say) recorded as state records.
+    t0 = float(records[0]["t"])
+    extra = [
+        {"kind": "state", "t": t0 + 0.001, "machine": "session_lifecycle", "old": "new", "new": "open"},
+        {
+            "kind": "state",
+            "t": records[-1]["t"],
+            "machine": "session_lifecycle",
+            "old": "open",
+            "new": "closed",
+        },
+    ]
+    svg = svg_of(render([records[0], extra[0], *records[1:-1], extra[1], records[-1]]))
+    found = lanes(svg)
+    names = list(found)
+    assert names.index("machine:session_lifecycle") == len(CORE_MACHINES)  # after the core's machines
+    lifecycle = found["machine:session_lifecycle"]
+    assert [s["label"] for s in spans(lifecycle)] == ["open"]
+    assert spans(lifecycle)[0]["start"] == pytest.approx(0.001, abs=1e-5)
+
+
 def test_a_recording_must_start_with_its_meta_record() -> None:
     with pytest.raises(ValueError, match="starts with a meta record"):
         render([{"kind": "call", "t": 1.0, "name": "close"}])
