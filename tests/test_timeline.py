@@ -28,9 +28,11 @@ import engine
 from engine import events as ev
 from engine.cli import main
 from engine.core.states import CORE_MACHINES
+from engine.protocol.client import ConversationItemDelete, ConversationItemTruncate
 from engine.record import read
 from engine.server.faults import Faults
 from engine.timeline import read_call, render
+from engine.timeline.audio import AssistantAudio
 from tests.e2e.helpers import SETTINGS, collect_until, inworld, make_server, next_event, play_all, speech
 from tests.e2e.helpers import stream_audio as send_speech
 
@@ -329,6 +331,22 @@ async def test_a_recording_cut_short_and_a_machine_only_the_recording_shows(tmp_
     lifecycle = found["machine:session_lifecycle"]
     assert [s["label"] for s in spans(lifecycle)] == ["open"]
     assert spans(lifecycle)[0]["start"] == pytest.approx(0.001, abs=1e-5)
+
+
+def test_an_item_deleted_unheard_is_cut_whole_and_a_truncated_one_at_what_was_heard() -> None:
+    audio = AssistantAudio.for_config({"audio": {"output": {"format": {"type": "audio/pcm", "rate": 24000}}}})
+    for item_id in ("heard-some", "never-heard"):  # 1000 ms each at 48 bytes per ms
+        audio.server_event(1.0, {"type": "response.output_audio.delta", "item_id": item_id}, 48_000)
+    audio.played(1.4, "heard-some", 300)
+    audio.client_event(1.5, ConversationItemTruncate(item_id="heard-some", audio_end_ms=400))
+    audio.client_event(1.5, ConversationItemDelete(item_id="never-heard"))
+    drawn = [(s.label, s.kind, round(s.start, 3), round(s.end, 3)) for s in audio.spans(end=9.0)]
+    assert drawn == [
+        ("heard-some", "heard", 1.1, 1.5),  # started 300 ms before the acknowledgement that said 300 ms
+        ("cut", "cut", 1.5, 2.1),  # the 600 ms that arrived and were never heard
+        ("cut", "cut", 1.5, 2.5),  # all of it
+    ]
+    assert [m.t for m in audio.marks()] == [1.5, 1.5]
 
 
 def test_a_recording_must_start_with_its_meta_record() -> None:

@@ -24,6 +24,7 @@ from typing import Any
 import attrs
 
 from engine.core import events as ev
+from engine.protocol import client as c
 from engine.timeline.shapes import Mark, Span
 
 
@@ -84,6 +85,18 @@ class AssistantAudio:
             if item.cut is not None and event.item.text is not None:
                 item.heard_text = event.item.text
 
+    def client_event(self, now: float, event: Any) -> None:
+        """What the core told the server to forget: a truncation or a deletion is a cut too.
+
+        ``Interrupted`` names the item the user was hearing; later items of the same
+        response that were never heard are deleted, and are cut whole.
+        """
+        if isinstance(event, c.ConversationItemTruncate | c.ConversationItemDelete):
+            item = self.items.get(event.item_id)
+            if item is not None and item.cut is None:
+                heard = event.audio_end_ms if isinstance(event, c.ConversationItemTruncate) else 0
+                item.cut = (now, heard)
+
     def received_ms(self, item: _Item) -> float:
         """Milliseconds of audio that arrived for ``item``."""
         return item.received_bytes / self.bytes_per_ms
@@ -102,15 +115,16 @@ class AssistantAudio:
                 cut_at, heard = item.cut
                 heard_ms = float(heard or 0)
                 said = f"\nheard: “{item.heard_text}”" if item.heard_text is not None else ""
-                out.append(
-                    Span(
-                        start=min(began, cut_at),
-                        end=cut_at,
-                        kind="heard",
-                        label=item.heard_text or item_id,
-                        detail=f"{item_id}: heard {heard_ms:.0f} ms of {received:.0f} ms{said}",
+                if heard_ms > 0:  # an item deleted unheard has no heard part
+                    out.append(
+                        Span(
+                            start=min(began, cut_at),
+                            end=cut_at,
+                            kind="heard",
+                            label=item.heard_text or item_id,
+                            detail=f"{item_id}: heard {heard_ms:.0f} ms of {received:.0f} ms{said}",
+                        )
                     )
-                )
                 out.append(
                     Span(
                         start=cut_at,

@@ -120,6 +120,8 @@ class _Reader:
         for effect in step.effects:
             if isinstance(effect, fx.Emit):
                 self.event(effect.event)
+            elif isinstance(effect, fx.Send) and self.audio is not None:
+                self.audio.client_event(self.now, effect.event)
         if kind == "server" and self.audio is not None:
             self.audio.server_event(self.now, record.get("event") or {}, record.get("audio_bytes"))
         for machine, state in step.states.items():
