@@ -10,6 +10,8 @@ Routes:
   or ``ws://`` when the webhook came over plain http to a loopback address),
   passing the webhook's query parameters through as custom parameters.
 * ``WS /<carrier>/stream``: the carrier's media stream, one :class:`Bridge` per call.
+* ``GET /``, ``WS /browser``, ``GET /calls``, ``WS /calls/{id}/watch``: talk from
+  the browser and watch calls live (:mod:`engine.gateway.browser_routes`).
 
 Admission (:mod:`engine.gateway.calls`) refuses a call at once when full or
 draining: 503 on the webhook, close 1013 on the stream. When the carrier's
@@ -32,11 +34,13 @@ import attrs
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from engine.gateway.access import Access
 from engine.gateway.agent import Agent
 from engine.gateway.bridge import Bridge, CarrierGone
+from engine.gateway.browser_routes import browser_routes
 from engine.gateway.calls import SHUTTING_DOWN, CallRegistry, Refused
 from engine.gateway.carriers.base import CarrierStream
 from engine.gateway.metrics import CONTENT_TYPE, GatewayMetrics
@@ -104,6 +108,7 @@ class Gateway:
         secrets: the signing secret per dialect name (``{"twilio": auth_token}``); a dialect
             with a secret refuses unsigned or badly signed requests with 403.
         bridge: per-call bridge settings.
+        access: who may use the browser routes (default: open, for a gateway on loopback).
     """
 
     def __init__(
@@ -116,6 +121,7 @@ class Gateway:
         dialects: Mapping[str, Dialect] | None = None,
         secrets: Mapping[str, str | Secret] | None = None,
         bridge: BridgeOptions = BridgeOptions(),
+        access: Access | None = None,
     ) -> None:
         if not isinstance(agent, Agent):
             raise TypeError(f"the gateway serves an engine.Agent, got {type(agent).__name__}")
@@ -134,7 +140,8 @@ class Gateway:
                 raise ValueError(f"the {name} dialect has no shared-secret signature to check")
             self._signers[name] = dialect.signer(secret.reveal() if isinstance(secret, Secret) else secret)
         self.bridge = bridge
-        routes: list[Route | WebSocketRoute] = [
+        self.access = access if access is not None else Access(open=True)
+        routes: list[Route | WebSocketRoute | Mount] = [
             Route("/healthz", self._healthz, methods=["GET"]),
             Route("/readyz", self._readyz, methods=["GET"]),
             Route("/metrics", self._metrics, methods=["GET"]),
@@ -142,6 +149,7 @@ class Gateway:
         for name in self.dialects:
             routes.append(Route(f"/{name}/voice", self._voice, methods=["POST"], name=f"{name}_voice"))
             routes.append(WebSocketRoute(f"/{name}/stream", self._stream, name=f"{name}_stream"))
+        routes += browser_routes(self)  # the page, /calls and their sockets (engine.gateway.browser_routes)
         self.app = Starlette(routes=routes)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:

@@ -250,6 +250,7 @@ class Bridge:
         )
         session.on(*OBSERVED)(self._registry.metrics.observe)
         session.on(ev.TurnMetrics)(self._count_turn)
+        self._registry.observe(self._live, session)  # the live view of /calls and its watchers
         events = session.events(ev.AudioOut, ev.Interrupted, ev.Closed)
         try:
             async with session.connect():

@@ -13,12 +13,14 @@ import itertools
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 import anyio
 import attrs
 
 from engine.gateway.agent import Call
 from engine.gateway.metrics import GatewayMetrics
+from engine.gateway.watch import Feeds
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +77,8 @@ class CallRegistry:
         self._ids = itertools.count(1)
         self._idle = anyio.Event()
         self._idle.set()
+        self.feeds = Feeds()
+        """Each live call's view for ``/calls`` and read-only watchers (:mod:`engine.gateway.watch`)."""
 
     @property
     def live(self) -> tuple[LiveCall, ...]:
@@ -121,10 +125,15 @@ class CallRegistry:
         self.metrics.calls_started.labels(carrier=call.carrier).inc()
         log.info("call started id=%s carrier=%s %s", call.id, call.carrier, call.ids())
 
+    def observe(self, call: LiveCall, session: Any) -> None:
+        """The call's session was built: its events feed the live view (``/calls``, watchers)."""
+        self.feeds.open(call.id, call.carrier, session)
+
     def finish(self, call: LiveCall, reason: str, *, failed: bool = False) -> None:
         """The call ended: log its end line, free its slot, wake :meth:`wait_idle`."""
         if self._live.pop(call.id, None) is None:
             return
+        self.feeds.discard(call.id)
         call.end_reason = reason
         call.failed = failed
         self.metrics.live_calls.labels(state=call.state).dec()
