@@ -39,7 +39,13 @@ from engine.actors.settings import SessionSettings
 from engine.core import effects as fx
 from engine.core import events as ev
 from engine.core.conversation import Conversation
-from engine.core.lifecycle import Lifecycle, LifecycleMachine
+from engine.core.lifecycle import (
+    ANNOUNCE_RECONNECTED,
+    ARM_ROLLOVER,
+    CLOSE_SOCKET,
+    Lifecycle,
+    LifecycleMachine,
+)
 from engine.core.states import Phase, State
 from engine.errors import ConnectionClosed, ProtocolError, SessionClosed, TransportError
 from engine.protocol.codec import RepairedMessage, decode
@@ -55,8 +61,9 @@ from engine.transports.urls import redact_url
 log = logging.getLogger(__name__)
 
 _STREAMED = frozenset({ev.AudioOut, ev.AssistantTranscript, ev.AssistantText, ev.UserTranscript})
-_CONNECTING, _ROLLING_OVER, _RECONNECTING = (
+_CONNECTING, _ROLLOVER_DUE, _ROLLING_OVER, _RECONNECTING = (
     Lifecycle.CONNECTING.value,
+    Lifecycle.ROLLOVER_DUE.value,
     Lifecycle.ROLLING_OVER.value,
     Lifecycle.RECONNECTING.value,
 )
@@ -110,7 +117,7 @@ class Supervisor:
         paused: bool,
     ) -> None:
         """Build the core and the actors in ``group`` and start the connection loop."""
-        self.lifecycle.fire("start")
+        self._step_now("start")
         self._group, self._body = group, body
         settings = self.settings
         options = attrs.evolve(
@@ -186,7 +193,7 @@ class Supervisor:
             if lifecycle.ending:
                 return
             planned = lifecycle.state == _ROLLING_OVER
-            lifecycle.fire("dropped")
+            self._step_now("dropped")
             error = error or self._drop_reason
             uptime = None if self._ready_at is None else anyio.current_time() - self._ready_at
             if planned:
@@ -299,16 +306,11 @@ class Supervisor:
 
     def on_ready(self) -> None:
         """The socket's session is ready: ``open`` (``Reconnected`` after a drop), arm the rollover."""
-        reconnected = self.lifecycle.state == _RECONNECTING
-        self.lifecycle.fire("ready")
         self._ready_at = anyio.current_time()
         if self._ready_scope is not None:
             self._ready_scope.deadline = math.inf  # the socket made it: no ready deadline any more
-        if reconnected:
-            self._dispatcher.publish(ev.Reconnected(attempt=self._attempt))
+        self._step_now("ready")
         self._opened.set()
-        if self.settings.max_session_duration is not None and self.effects is not None:
-            self.effects.timers.arm(ROLLOVER_TIMER, self.settings.max_session_duration)
 
     def on_fatal(self, error: ev.Error) -> None:
         """The first fatal error ends the session (and the caller's body)."""
@@ -328,14 +330,13 @@ class Supervisor:
 
     async def on_rollover_due(self) -> None:
         """``max_session_duration`` elapsed: roll over at the next turn boundary (now, if between turns)."""
-        self.lifecycle.fire("rollover_due")
+        await self._step("rollover_due")
         await self.at_turn_boundary()
 
     async def at_turn_boundary(self) -> None:
         """Roll a due rollover over if the conversation is between turns."""
-        if self.lifecycle.state == Lifecycle.ROLLOVER_DUE and self.lifecycle.fire("turn_boundary"):
-            log.info("rolling the session over to a new socket (max_session_duration)")
-            await self._close_socket("rollover")
+        if self.lifecycle.state == _ROLLOVER_DUE:
+            await self._step("turn_boundary")
 
     def _between_turns(self) -> bool:
         conv = self.conv
@@ -350,8 +351,34 @@ class Supervisor:
 
     async def reset(self) -> None:
         """Roll over now (``Session.reset``): a fresh server conversation on a new socket."""
-        if self.lifecycle.fire("reset") and self.lifecycle.state == _ROLLING_OVER:
-            await self._close_socket("rollover")
+        await self._step("reset")
+
+    # ------------------------------------------------------------------ stepping the lifecycle
+
+    async def _step(self, trigger: str) -> None:
+        """Step the lifecycle and do the actions its table declares."""
+        self.lifecycle.fire(trigger)
+        for action in self.lifecycle.take_actions():
+            if action == CLOSE_SOCKET:
+                log.info("rolling the session over to a new socket")
+                await self._close_socket("rollover")
+            else:
+                self._act(action)
+
+    def _step_now(self, trigger: str) -> None:
+        """Step by a trigger whose actions are all synchronous (none of them closes a socket)."""
+        self.lifecycle.fire(trigger)
+        for action in self.lifecycle.take_actions():
+            self._act(action)
+
+    def _act(self, action: str) -> None:
+        if action == ARM_ROLLOVER:
+            if self.settings.max_session_duration is not None and self.effects is not None:
+                self.effects.timers.arm(ROLLOVER_TIMER, self.settings.max_session_duration)
+        elif action == ANNOUNCE_RECONNECTED:
+            self._dispatcher.publish(ev.Reconnected(attempt=self._attempt))
+        else:
+            raise AssertionError(f"the lifecycle asked for {action!r} where it cannot be done")
 
     async def _close_socket(self, reason: str) -> None:
         if self._transport is not None and not self.lifecycle.ending:
@@ -371,7 +398,7 @@ class Supervisor:
         if self.lifecycle.ending:
             await self._closed.wait()
             return
-        self.lifecycle.fire("close")
+        self._step_now("close")
         reason = redact(reason)
         effects = self.effects
         # Bounded by close_timeout; a caller that gives up on close() must not leave it half done
@@ -396,7 +423,7 @@ class Supervisor:
                 )
             if self._recorder is not None:
                 self._recorder.close()
-            self.lifecycle.fire("finished")
+            self._step_now("finished")
             self._closed.set()
             self._opened.set()  # wake connect() if it was still waiting
             if self._group is not None:

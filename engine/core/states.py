@@ -33,6 +33,15 @@ regions of one diagram), not one large one:
   VAD) until its transcript is final or a response starts; speech still open
   when the socket drops is a lost turn.
 
+A fifth machine belongs to the runtime and runs beside them: the session
+**lifecycle** (:class:`Lifecycle`): ``new``; ``connecting`` (the first socket,
+retried under the reconnect policy); ``open``; ``rollover_due``
+(``max_session_duration`` elapsed: still open, waiting for the
+``between_turns`` guard); ``rolling_over`` (the socket is closed on purpose);
+``reconnecting``; ``closing``; ``closed``. The supervisor
+(:mod:`engine.actors.supervisor`) steps it through
+:class:`engine.core.lifecycle.LifecycleMachine` and does its actions.
+
 Every waiting phase has a deadline, armed on entering it and disarmed on
 leaving it (entry and exit actions in :data:`RESPONSE_ACTIONS`), and a
 declared way out, so a silent or misbehaving server never holds the
@@ -324,8 +333,72 @@ MACHINES: list[MachineSpec] = [
 CORE_MACHINES = {spec.name: spec for spec in MACHINES}
 """The conversation core's own machines, by name (the session's lifecycle is appended to MACHINES below)."""
 
-# ------------------------------------------------------------------ session lifecycle (I13b)
-# The session lifecycle machine (engine.actors) is appended to MACHINES here.
+# ------------------------------------------------------------------ session lifecycle
+# The connection's life, stepped by the runtime's supervisor (engine.actors.supervisor) through
+# engine.core.lifecycle.LifecycleMachine; its actions are done by the supervisor after each step.
+
+
+class Lifecycle(enum.StrEnum):
+    """Where the session's connection stands (``Session.lifecycle``). The values are the public names."""
+
+    NEW = "new"
+    CONNECTING = "connecting"
+    OPEN = "open"
+    ROLLOVER_DUE = "rollover_due"
+    ROLLING_OVER = "rolling_over"
+    RECONNECTING = "reconnecting"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+L = Lifecycle
+_UP = [L.OPEN, L.ROLLOVER_DUE]  # a ready socket carries traffic
+_RUNNING = [L.CONNECTING, *_UP, L.ROLLING_OVER, L.RECONNECTING]
+LIFECYCLE_TRANSITIONS: list[dict[str, Any]] = [
+    # connect(): the first socket is being opened.
+    {"trigger": "start", "source": L.NEW, "dest": L.CONNECTING},
+    # The socket's session is ready (SessionReady): it carries traffic; after a drop, say so.
+    {"trigger": "ready", "source": L.CONNECTING, "dest": L.OPEN},
+    {"trigger": "ready", "source": L.RECONNECTING, "dest": L.OPEN, "after": "announce_reconnected"},
+    {"trigger": "ready", "source": [*_UP, L.ROLLING_OVER, L.CLOSING, L.CLOSED], "dest": None},
+    # max_session_duration elapsed: roll over at the next turn boundary. A socket that is
+    # not up gets a fresh duration when it is ready.
+    {"trigger": "rollover_due", "source": L.OPEN, "dest": L.ROLLOVER_DUE},
+    {
+        "trigger": "rollover_due",
+        "source": [L.ROLLOVER_DUE, L.CONNECTING, L.ROLLING_OVER, L.RECONNECTING],
+        "dest": None,
+    },
+    # After each batch of effects while due: roll over once the conversation is between turns.
+    {
+        "trigger": "turn_boundary",
+        "source": L.ROLLOVER_DUE,
+        "dest": L.ROLLING_OVER,
+        "conditions": "between_turns",
+    },
+    # reset(): roll over now, whatever the turn.
+    {"trigger": "reset", "source": _UP, "dest": L.ROLLING_OVER},
+    {"trigger": "reset", "source": [L.CONNECTING, L.ROLLING_OVER, L.RECONNECTING], "dest": None},
+    # The socket ended, planned (rolling_over) or not; before the first ready it is still connecting.
+    {"trigger": "dropped", "source": [*_UP, L.ROLLING_OVER, L.RECONNECTING], "dest": L.RECONNECTING},
+    {"trigger": "dropped", "source": L.CONNECTING, "dest": None},
+    # close(), a fatal error, or the reconnect policy gave up: stop everything (bounded).
+    {"trigger": "close", "source": [L.NEW, *_RUNNING], "dest": L.CLOSING},
+    {"trigger": "finished", "source": L.CLOSING, "dest": L.CLOSED},
+]
+LIFECYCLE_ACTIONS: dict[enum.StrEnum, dict[str, list[str]]] = {
+    L.OPEN: {"on_enter": ["arm_rollover"]},  # max_session_duration counts from ready
+    L.ROLLING_OVER: {"on_enter": ["close_socket"]},  # the planned drop
+}
+MACHINES.append(
+    MachineSpec(
+        name="lifecycle",
+        states=Lifecycle,
+        table=LIFECYCLE_TRANSITIONS,
+        initial=Lifecycle.NEW,
+        actions=LIFECYCLE_ACTIONS,
+    )
+)
 
 # ------------------------------------------------------------------ building and stepping
 

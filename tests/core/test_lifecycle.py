@@ -1,12 +1,21 @@
-"""The session lifecycle machine, synchronously: the table's paths, its guard, and what it refuses."""
+"""The session lifecycle machine, synchronously: the table's paths, its guard, its actions, what it refuses.
+
+That its fast plan agrees with ``transitions`` is checked with every machine in ``test_plan.py``.
+"""
 
 from __future__ import annotations
 
 import pytest
 from transitions import MachineError
 
-from engine.core.lifecycle import LIFECYCLE_TRANSITIONS, Lifecycle, LifecycleMachine
-from engine.core.states import build
+from engine.core.lifecycle import (
+    ANNOUNCE_RECONNECTED,
+    ARM_ROLLOVER,
+    CLOSE_SOCKET,
+    Lifecycle,
+    LifecycleMachine,
+)
+from engine.core.states import MACHINES
 
 L = Lifecycle
 
@@ -82,28 +91,26 @@ def test_what_the_table_does_not_allow_is_refused(state: Lifecycle, trigger: str
     assert machine.current is state
 
 
-@pytest.mark.parametrize("guard", [True, False])
-def test_the_stepping_object_agrees_with_the_transitions_machine(guard: bool) -> None:
-    """Every (state, trigger): the fast plan and ``transitions`` reach the same state (or both refuse)."""
+@pytest.mark.parametrize(
+    ("triggers", "actions"),
+    [
+        (["start", "ready"], [ARM_ROLLOVER]),  # max_session_duration counts from ready
+        (["start", "ready", "dropped", "ready"], [ARM_ROLLOVER, ARM_ROLLOVER, ANNOUNCE_RECONNECTED]),
+        (["start", "dropped", "ready"], [ARM_ROLLOVER]),  # still the first connect: nothing to announce
+        (["start", "ready", "rollover_due", "turn_boundary"], [ARM_ROLLOVER, CLOSE_SOCKET]),
+        (["start", "ready", "reset", "reset"], [ARM_ROLLOVER, CLOSE_SOCKET]),  # one close for two resets
+        (["start", "ready", "close", "finished"], [ARM_ROLLOVER]),  # closing is the supervisor's own
+    ],
+)
+def test_steps_collect_the_declared_actions_in_order(triggers: list[str], actions: list[str]) -> None:
+    machine = LifecycleMachine()
+    for trigger in triggers:
+        machine.fire(trigger)
+    assert machine.take_actions() == actions
+    assert machine.take_actions() == []
 
-    class Model:
-        state = ""
 
-        def between_turns(self) -> bool:
-            return guard
-
-    triggers = sorted({t["trigger"] for t in LIFECYCLE_TRANSITIONS})
-    for state in Lifecycle:
-        for trigger in triggers:
-            model = Model()
-            reference = build(model, Lifecycle, LIFECYCLE_TRANSITIONS, state)
-            ours = LifecycleMachine(lambda: guard)
-            ours.state = state.value
-            try:
-                reference.events[trigger].trigger(model)
-            except MachineError:
-                with pytest.raises(MachineError):
-                    ours.fire(trigger)
-                continue
-            ours.fire(trigger)
-            assert ours.state == model.state, (state, trigger)
+def test_the_lifecycle_is_a_registered_machine() -> None:
+    (spec,) = [spec for spec in MACHINES if spec.name == "lifecycle"]
+    assert spec.states is Lifecycle
+    assert spec.initial is Lifecycle.NEW
