@@ -34,7 +34,7 @@ import attrs
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from engine.gateway.access import Access
@@ -141,7 +141,7 @@ class Gateway:
             self._signers[name] = dialect.signer(secret.reveal() if isinstance(secret, Secret) else secret)
         self.bridge = bridge
         self.access = access if access is not None else Access(open=True)
-        routes: list[Route | WebSocketRoute | Mount] = [
+        routes: list[Route | WebSocketRoute] = [
             Route("/healthz", self._healthz, methods=["GET"]),
             Route("/readyz", self._readyz, methods=["GET"]),
             Route("/metrics", self._metrics, methods=["GET"]),

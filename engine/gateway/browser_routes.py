@@ -22,9 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 from starlette.requests import HTTPConnection, Request
-from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
-from starlette.routing import Mount, Route, WebSocketRoute
-from starlette.staticfiles import StaticFiles
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from engine.gateway import browser_protocol as bp
@@ -41,7 +40,24 @@ TRY_AGAIN_LATER = 1013
 NO_STORE = {"Cache-Control": "no-store"}
 
 
-def browser_routes(gateway: Gateway) -> list[Route | WebSocketRoute | Mount]:
+TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript",
+    ".css": "text/css",
+    ".png": "image/png",
+}
+
+
+def load_assets(directory: Path = STATIC) -> dict[str, tuple[bytes, str]]:
+    """The page's files by name with their content type, read once (a few kilobytes, no I/O per request)."""
+    return {
+        path.name: (path.read_bytes(), TYPES[path.suffix])
+        for path in sorted(directory.iterdir())
+        if path.suffix in TYPES and path.is_file()
+    }
+
+
+def browser_routes(gateway: Gateway) -> list[Route | WebSocketRoute]:
     """The routes above, served by ``gateway``."""
     pages = _Pages(gateway)
     return [
@@ -51,7 +67,7 @@ def browser_routes(gateway: Gateway) -> list[Route | WebSocketRoute | Mount]:
         Route("/diagram.svg", pages.diagram, methods=["GET"]),
         WebSocketRoute("/browser", pages.browser),
         WebSocketRoute("/calls/{call_id}/watch", pages.watch),
-        Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
+        Route("/static/{name}", pages.asset, methods=["GET"]),
     ]
 
 
@@ -63,6 +79,11 @@ class _Pages:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         self.registry = gateway.registry
+        self.assets = load_assets()
+
+    def _file(self, name: str) -> Response:
+        content, media_type = self.assets[name]
+        return Response(content, media_type=media_type, headers=NO_STORE)
 
     def _check(self, conn: HTTPConnection, need: str) -> Refusal | None:
         return self.gateway.access.check(token_of(conn.query_params, conn.headers), need)
@@ -81,13 +102,13 @@ class _Pages:
         refusal = self._check(request, OPERATOR if "watch" in request.query_params else CALLER)
         if refusal is not None:
             return _refused(refusal)
-        return FileResponse(STATIC / "index.html", headers=NO_STORE)
+        return self._file("index.html")
 
     async def calls(self, request: Request) -> Response:
         refusal = self._check(request, OPERATOR)
         if refusal is not None:
             return _refused(refusal)
-        return FileResponse(STATIC / "calls.html", headers=NO_STORE)
+        return self._file("calls.html")
 
     async def calls_json(self, request: Request) -> Response:
         refusal = self._check(request, OPERATOR)
@@ -109,6 +130,13 @@ class _Pages:
                 }
             )
         return JSONResponse({"calls": listing}, headers=NO_STORE)
+
+    async def asset(self, request: Request) -> Response:
+        """The page's scripts and styles: code, no call data, so served without a token."""
+        name = request.path_params["name"]
+        if name not in self.assets or name.endswith(".html"):
+            return PlainTextResponse("not found\n", status_code=404)
+        return self._file(name)
 
     async def diagram(self, request: Request) -> Response:
         return Response(svg(), media_type="image/svg+xml")

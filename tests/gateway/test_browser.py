@@ -184,7 +184,22 @@ def test_talk_watch_the_states_and_barge_in(browser: Browser, backend: str) -> N
         assert first_turn[2].isdigit()  # first played: measured from the page's acknowledgements
 
         screenshot(page, f"live-view-{backend}")
+
+        # The operator's list shows the call; its watch view replays it read-only, states included.
+        operator = browser.new_page(viewport={"width": 1400, "height": 1000})
+        operator_errors = console_errors(operator)
+        operator.goto(f"http://127.0.0.1:{served.port}/calls")
+        row = operator.wait_for_selector(f'#calls tr[data-call="{call_id}"]')
+        assert row is not None and "browser" in row.inner_text()
+        operator.click(f'#calls tr[data-call="{call_id}"] a')
+        operator.wait_for_function("engineView.connected && engineView.events.length > 0")
+        assert operator.inner_text("#mode") == f"watching {call_id} (read-only)"
+        operator.wait_for_selector("#transcript li.user.final")
+        assert operator.inner_text("#transcript li.user.final") == QUESTION
+        assert operator.is_hidden("#talk")
+        operator.close()
         page.click("#hangup")
         page.wait_for_function("engineView.closed", timeout=5000)
         page.close()
         assert errors == []
+        assert operator_errors == []
