@@ -27,12 +27,21 @@ from contextlib import contextmanager
 from typing import Any
 
 import anyio
+import attrs
 
 from engine.core import events as ev
 from engine.core.states import MACHINES
 from engine.gateway.browser_protocol import event_view
 
 HISTORY = 500
+_VIEWED = tuple(
+    kind
+    for kind in (getattr(ev, name) for name in ev.__all__)
+    if isinstance(kind, type) and attrs.has(kind) and kind is not ev.AudioOut
+)
+"""What a feed observes: every session event but audio, the bulk of a call's events (one per
+chunk), which the view never shows and on which no machine changes state. Observing audio too
+cost about a fifth of the phone downlink's CPU per frame (benchmarks/phone.py)."""
 WATCHER_QUEUE = 256
 
 # Where each machine's current state is read on a Session (others: an attribute named after it).
@@ -207,7 +216,7 @@ class Feeds:
         async def observe(event: object) -> None:  # async: runs on the event loop, never in a thread
             feed.seen(event, machine_states(session))
 
-        session.on()(observe)
+        session.on(*_VIEWED)(observe)
         return feed
 
     def get(self, call_id: str) -> CallFeed | None:
