@@ -175,7 +175,8 @@ async def call_provider(agent: Agent, url: str | None, provider: str) -> AsyncIt
 async def run_serve(args: argparse.Namespace, out: TextIO, *, stop: anyio.Event | None = None) -> int:
     """Run ``engine serve`` until SIGTERM/SIGINT (or ``stop``); the exit status."""
     try:
-        from engine.gateway.app import Gateway
+        from engine.gateway.access import Access
+        from engine.gateway.app import Gateway, _is_loopback
     except ImportError:
         sys.stderr.write(_MISSING_EXTRA + "\n")
         return 2
@@ -191,10 +192,14 @@ async def run_serve(args: argparse.Namespace, out: TextIO, *, stop: anyio.Event 
     with sock:
         try:
             async with call_provider(agent, args.url, args.provider) as provider:
-                gateway = Gateway(agent, max_calls=args.max_calls, provider=provider, secrets=secrets)
                 host, port = sock.getsockname()[:2]
+                access = Access(open=_is_loopback(host))
+                gateway = Gateway(
+                    agent, max_calls=args.max_calls, provider=provider, secrets=secrets, access=access
+                )
                 shown = f"[{host}]" if ":" in host else host
                 out.write(f"engine serve: listening on http://{shown}:{port} (max {args.max_calls} calls)\n")
+                out.write(browser_urls(access, shown, port))
                 out.flush()
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(_on_signals, stop.set)
@@ -206,6 +211,24 @@ async def run_serve(args: argparse.Namespace, out: TextIO, *, stop: anyio.Event 
     out.write("engine serve: drained, bye\n")
     out.flush()
     return 0
+
+
+def browser_urls(access: Any, host: str, port: int) -> str:
+    """The start-up lines with the page's and the operator's URLs (carrying tokens when not on loopback).
+
+    The tokens go to the terminal only, never to a log; the secret is never shown.
+    """
+    if host in ("0.0.0.0", "[::]"):
+        host = socket.gethostname()  # every interface: a name people can reach it by
+    base = f"http://{host}:{port}"
+    if access.open:
+        return f"engine serve: talk to it in the browser at {base}/ (live calls: {base}/calls)\n"
+    return (
+        f"engine serve: talk to it in the browser at {base}/?token={access.token('caller')}\n"
+        f"engine serve: live calls (operator) at {base}/calls?token={access.token('operator')}\n"
+        f"engine serve: tokens expire in {access.max_age / 3600:g} h; "
+        "set ENGINE_GATEWAY_SECRET to keep them valid across restarts\n"
+    )
 
 
 def _check_limits(args: argparse.Namespace) -> None:

@@ -92,3 +92,27 @@ def test_token_of_query_then_bearer() -> None:
     assert token_of({}, {"authorization": "Basic h"}) is None
     assert token_of({}, {"authorization": "Bearer "}) is None
     assert token_of({}, {}) is None
+
+
+def test_the_start_up_lines_carry_tokens_only_off_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    from engine.gateway.serve import browser_urls
+
+    assert browser_urls(Access(open=True), "127.0.0.1", 8080) == (
+        "engine serve: talk to it in the browser at http://127.0.0.1:8080/ "
+        "(live calls: http://127.0.0.1:8080/calls)\n"
+    )
+    monkeypatch.setenv("ENGINE_GATEWAY_SECRET", "printed-never-0987")
+    access = Access(open=False, clock=Clock())
+    text = browser_urls(access, "0.0.0.0", 8080)
+    assert "printed-never-0987" not in text
+    talk, calls, expiry = text.splitlines()
+    talk_url = urlsplit(talk.split(" at ")[1])
+    calls_url = urlsplit(calls.split(" at ")[1])
+    assert talk_url.hostname != "0.0.0.0" and talk_url.path == "/" and calls_url.path == "/calls"
+    caller = parse_qs(talk_url.query)["token"][0]
+    operator = parse_qs(calls_url.query)["token"][0]
+    assert access.check(caller, CALLER) is None and access.check(caller, OPERATOR) is not None
+    assert access.check(operator, OPERATOR) is None
+    assert "expire in 12 h" in expiry
