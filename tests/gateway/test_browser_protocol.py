@@ -168,3 +168,15 @@ def test_the_diagram_draws_every_machine_of_the_registry_from_its_table() -> Non
                 assert f'data-from="{source}" data-to="{dest}"' in drawn, (spec.name, source, dest, labels)
     conversation = edges(MACHINES[0].table)
     assert any("user_started" in label for label in conversation[("session_ready", "user_speaking")])
+
+
+def test_without_chromium_browser_tests_skip_but_fail_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tests.browser as browser
+
+    monkeypatch.setattr(browser, "CHROMIUM", Path("/nonexistent/chromium"))
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="Chromium not found at /nonexistent/chromium"):
+        browser.need_chromium()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="cannot run under CI=true: Chromium not found"):
+        browser.need_chromium()
