@@ -27,6 +27,7 @@ from typing import IO, Any
 
 import attrs
 
+from engine.core import commands as cmd
 from engine.core import effects as fx
 from engine.core import events as ev
 from engine.core.conversation import Conversation, CoreOptions
@@ -42,27 +43,8 @@ from engine.redaction import redact
 
 log = logging.getLogger(__name__)
 
-VERSION = 1
-
-# Core inputs that are recorded, with how their arguments are written.
-_COMMANDS = (
-    "connection_opened",
-    "connection_lost",
-    "close",
-    "send_text",
-    "add_item",
-    "create_response",
-    "cancel_response",
-    "interrupt",
-    "commit_audio",
-    "clear_audio",
-    "update",
-    "tool_result",
-    "timer_fired",
-    "audio_played",
-    "protocol_error",
-)
-
+VERSION = 2
+"""2: commands are ``command`` records (:mod:`engine.core.commands`); 1 wrote ``call`` records."""
 
 class Recorder:
     """Writes one JSON object per line; ``audio=True`` keeps audio bytes too."""
@@ -92,13 +74,17 @@ class Recorder:
             self._file.close()
 
 
-class RecordingConversation:
-    """A :class:`Conversation` whose every input and output is written to a :class:`Recorder`."""
+class Recording:
+    """Writes a core's inputs and outputs to a :class:`Recorder`: install it as ``conv.observer``.
+
+    The core tells its observer every input (a server event or a command value)
+    with the effects it produced, so nothing needs a proxy or a list of names:
+    a command is written as its record form (:func:`engine.core.commands.to_record`).
+    """
 
     def __init__(
         self, conv: Conversation, recorder: Recorder, clock: Callable[[], float], **meta: Any
     ) -> None:
-        self._conv = conv
         self._recorder = recorder
         self._clock = clock
         recorder.write(
@@ -113,23 +99,22 @@ class RecordingConversation:
             }
         )
 
-    def __getattr__(self, name: str) -> Any:
-        target = getattr(self._conv, name)
-        if name == "receive":
-            return self._receive
-        if name in _COMMANDS:
+    def __call__(self, received: Any, effects: list[fx.Effect]) -> None:
+        """Record one input and what it produced."""
+        now = self._clock()
+        if isinstance(received, cmd.COMMAND_TYPES):
+            self._recorder.write({"kind": "command", "t": now, "command": cmd.to_record(received)})
+        else:
+            self._server(received, now)
+        for effect in effects:
+            if isinstance(effect, fx.Send):
+                self._recorder.write({"kind": "client", "t": now, "event": _wire_form(effect.event)})
+            elif isinstance(effect, fx.Emit) and isinstance(effect.event, ev.StateChanged):
+                old, new = effect.event.old, effect.event.new
+                self._recorder.write({"kind": "state", "t": now, "old": old, "new": new})
 
-            def call(*args: Any, **kwargs: Any) -> list[fx.Effect]:
-                self._recorder.write(
-                    {"kind": "call", "t": self._clock(), "name": name, **_args(args, kwargs)}
-                )
-                return self._outputs(target(*args, **kwargs))
-
-            return call
-        return target
-
-    def _receive(self, event: Any) -> list[fx.Effect]:
-        line: dict[str, Any] = {"kind": "server", "t": self._clock()}
+    def _server(self, event: Any, now: float) -> None:
+        line: dict[str, Any] = {"kind": "server", "t": now}
         try:
             if isinstance(event, ResponseOutputAudioDelta) and not self._recorder.audio:
                 line["event"] = _wire_form(attrs.evolve(event, delta=""))
@@ -139,18 +124,16 @@ class RecordingConversation:
         except RecursionError as exc:  # decode refuses deep nesting; this is the last guard
             line = _marker({**line, "event": {"type": getattr(event, "type", type(event).__name__)}}, exc)
         self._recorder.write(line)
-        return self._outputs(self._conv.receive(event))
 
-    def _outputs(self, effects: list[fx.Effect]) -> list[fx.Effect]:
-        now = self._clock()
-        for effect in effects:
-            if isinstance(effect, fx.Send):
-                self._recorder.write({"kind": "client", "t": now, "event": _wire_form(effect.event)})
-            elif isinstance(effect, fx.Emit) and isinstance(effect.event, ev.StateChanged):
-                self._recorder.write(
-                    {"kind": "state", "t": now, "old": effect.event.old, "new": effect.event.new}
-                )
-        return effects
+
+def record(conv: Conversation, recorder: Recorder, clock: Callable[[], float], **meta: Any) -> Conversation:
+    """Record ``conv`` from now on (writes the meta record) and return it."""
+    conv.observer = Recording(conv, recorder, clock, **meta)
+    return conv
+
+
+RecordingConversation = record
+"""The former proxy's name: :func:`record` installs an observer and returns the core itself."""
 
 
 def _marker(line: dict[str, Any], exc: BaseException) -> dict[str, Any]:
@@ -178,12 +161,6 @@ def _server_event(record: dict[str, Any]) -> dict[str, Any]:
     if "audio_bytes" in record:
         event["delta"] = base64.b64encode(bytes(int(record["audio_bytes"]))).decode()
     return event
-
-
-def _args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-    if args:
-        kwargs = {"args": [to_wire(a) if attrs.has(type(a)) else a for a in args], **kwargs}
-    return {k: to_wire(v) if attrs.has(type(v)) else v for k, v in kwargs.items()}
 
 
 @attrs.frozen
@@ -262,7 +239,11 @@ def steps(records: Iterable[dict[str, Any]], *, source: str = "recording") -> It
         effects: list[fx.Effect] = []
         if kind == "server":
             effects = conv.receive(decode(json.dumps(_server_event(record))))
-        elif kind == "call":
+        elif kind == "command":
+            value = cmd.from_record(record["command"])
+            command = (value.TYPE, {k: v for k, v in record["command"].items() if k != "type"})
+            effects = _handle(conv, value)
+        elif kind == "call":  # version 1
             command = _command(record)
             effects = _call(conv, record)
         yield Step(
@@ -305,6 +286,13 @@ def _command(record: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     except TypeError:
         return name, {"args": args, **kwargs}
     return name, {k: v for k, v in bound.arguments.items() if k != "self"}
+
+
+def _handle(conv: Conversation, command: cmd.Command) -> list[fx.Effect]:
+    try:
+        return conv.handle(command)
+    except UpdateRejected:
+        return []  # refused when recorded too: nothing was sent
 
 
 def _item(data: dict[str, Any]) -> Item:

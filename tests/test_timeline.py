@@ -278,7 +278,7 @@ async def test_text_from_the_user_and_the_server_is_escaped(tmp_path: Path) -> N
         "event_id": "e1",
         "error": {"type": "server_error", "message": '<img src=x onerror="alert(2)">'},
     }
-    close = next(i for i, r in enumerate(records) if r.get("name") == "close")
+    close = next(i for i, r in enumerate(records) if (r.get("command") or {}).get("type") == "close")
     records.insert(close, {"kind": "server", "t": records[close]["t"], "event": error})
     page = render(records, title="<title>")
 
@@ -300,7 +300,7 @@ async def test_a_recording_cut_short_and_a_machine_only_the_recording_shows(tmp_
         await record_call(path)
     records = list(read(path))
     # A process that died mid-call leaves a recording that stops anywhere: here, mid-tool-call.
-    (started,) = [i for i, r in enumerate(records) if r.get("name") == "tool_result"]
+    (started,) = [i for i, r in enumerate(records) if (r.get("command") or {}).get("type") == "tool_result"]
     partial = records[:started]
     svg = svg_of(render(partial))
     check_geometry(svg)

@@ -222,6 +222,7 @@ COMMANDS: dict[str, type[Command]] = {
     )
 }
 """Every command class by its ``TYPE`` (the name of its convenience method)."""
+COMMAND_TYPES = tuple(COMMANDS.values())
 
 
 def to_record(command: Command) -> dict[str, Any]:

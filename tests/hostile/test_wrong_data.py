@@ -245,7 +245,7 @@ async def test_deep_json_is_a_protocol_error_and_the_recording_survives(depth: i
     assert len(reports) == 2 and not any(e.fatal for e in reports)
     assert all(len(e.message) < 1_500 for e in reports)  # clipped
     lines = list(read_recording(record))
-    recorded = [line for line in lines if line.get("name") == "protocol_error"]
+    recorded = [line for line in lines if (line.get("command") or {}).get("type") == "protocol_error"]
     assert len(recorded) == 2
     assert any(line.get("kind") == "client" for line in lines)  # the turn after it was recorded too
     assert len(peer.paths) == 1
