@@ -25,7 +25,7 @@ import math
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import anyio
 import attrs
@@ -132,8 +132,9 @@ class Supervisor:
         if record is not None:
             self._recorder = Recorder(record[0], audio=record[1])
             url = redact_url(self.provider.endpoint()[0])
-            proxy = RecordingConversation(conv, self._recorder, clock, provider=self.provider.name, url=url)
-            conv = cast(Conversation, proxy)
+            name = self.provider.name
+            recording: Any = RecordingConversation(conv, self._recorder, clock, provider=name, url=url)
+            conv = recording
         self.conv = conv
         self.lifecycle.guard_with(self._between_turns)
         self.effects = Interpreter(

@@ -44,19 +44,19 @@ class Handlers(Restore):
         return {
             s.SessionCreated: self._on_session_created,
             s.SessionUpdated: self._on_session_updated,
-            s.Error: self._on_error,
+            s.ErrorEvent: self._on_error,
             s.ConversationItemAdded: self._on_item_added,
             s.ConversationItemCreated: self._on_item_added,
             s.ConversationItemDone: self._on_item_done,
             s.ConversationItemDeleted: self._on_item_deleted,
             s.ConversationItemTruncated: self._on_item_truncated,
-            s.SpeechStarted: self._on_speech_started,
-            s.SpeechStopped: self._on_speech_stopped,
+            s.InputAudioBufferSpeechStarted: self._on_speech_started,
+            s.InputAudioBufferSpeechStopped: self._on_speech_stopped,
             s.InputAudioTranscriptionDelta: self._on_transcription_delta,
             s.InputAudioTranscriptionCompleted: self._on_transcription_completed,
             s.InputAudioTranscriptionFailed: self._on_transcription_failed,
             r.ResponseCreated: self._on_response_created,
-            r.ResponseDone: self._on_response_done,
+            r.ResponseDoneEvent: self._on_response_done,
             r.ResponseOutputItemAdded: self._on_output_item,
             r.ResponseOutputItemDone: self._on_output_item,
             r.ResponseOutputAudioDelta: self._on_audio_delta,
@@ -74,7 +74,7 @@ class Handlers(Restore):
 
     # ------------------------------------------------------------------ errors and items
 
-    def _on_error(self, event: s.Error) -> None:
+    def _on_error(self, event: s.ErrorEvent) -> None:
         detail = event.error
         code = detail.code or detail.type or "server_error"
         ours = detail.event_id is not None and detail.event_id == self._create_event_id
@@ -153,13 +153,13 @@ class Handlers(Restore):
 
     # ------------------------------------------------------------------ user speech
 
-    def _on_speech_started(self, event: s.SpeechStarted) -> None:
+    def _on_speech_started(self, event: s.InputAudioBufferSpeechStarted) -> None:
         self._emit(ev.SpeechStarted(item_id=event.item_id, audio_start_ms=event.audio_start_ms))
         # With VAD on, the user's turn opens and a response in flight is cut (the table's
         # before-actions). Inworld fires VAD events in manual mode too; then the app owns turns.
         self._fire("user_started")
 
-    def _on_speech_stopped(self, event: s.SpeechStopped) -> None:
+    def _on_speech_stopped(self, event: s.InputAudioBufferSpeechStopped) -> None:
         self._emit(ev.SpeechStopped(item_id=event.item_id, audio_end_ms=event.audio_end_ms))
         self.turns.mark("user_speech_ended", self._clock())
         self._fire("user_stopped")
@@ -216,7 +216,7 @@ class Handlers(Restore):
         # armed and the conversation responds; the user's turn and a tool follow-up are settled.
         self._fire_response("created")
 
-    def _on_response_done(self, event: r.ResponseDone) -> None:
+    def _on_response_done(self, event: r.ResponseDoneEvent) -> None:
         response = event.response
         if response.id in self._interrupted and response.id != self._response_id:
             # A response given up after its cancel went unanswered: nothing of it counts now.

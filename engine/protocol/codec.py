@@ -40,7 +40,7 @@ copied or recorded, so it is refused here as a protocol error.
 
 
 ServerEvent = (
-    s.Error
+    s.ErrorEvent
     | s.Ping
     | s.SessionCreated
     | s.SessionUpdated
@@ -55,8 +55,8 @@ ServerEvent = (
     | s.InputAudioTranscriptionCompleted
     | s.InputAudioTranscriptionFailed
     | s.InputAudioTranscriptionSegment
-    | s.SpeechStarted
-    | s.SpeechStopped
+    | s.InputAudioBufferSpeechStarted
+    | s.InputAudioBufferSpeechStopped
     | s.InputAudioBufferCommitted
     | s.InputAudioBufferCleared
     | s.InputAudioBufferTimeoutTriggered
@@ -69,7 +69,7 @@ ServerEvent = (
     | s.McpListToolsCompleted
     | s.McpListToolsFailed
     | r.ResponseCreated
-    | r.ResponseDone
+    | r.ResponseDoneEvent
     | r.ResponseOutputItemAdded
     | r.ResponseOutputItemDone
     | r.ResponseContentPartAdded
@@ -110,17 +110,17 @@ class RepairedMessage(ProtocolError):
 SERVER_EVENTS: dict[str, type[ServerEvent]] = {
     cls.TYPE: cls
     for cls in (
-        s.Error, s.Ping, s.SessionCreated, s.SessionUpdated, s.ConversationCreated,
+        s.ErrorEvent, s.Ping, s.SessionCreated, s.SessionUpdated, s.ConversationCreated,
         s.ConversationItemAdded, s.ConversationItemDone, s.ConversationItemCreated,
         s.ConversationItemRetrieved, s.ConversationItemTruncated, s.ConversationItemDeleted,
         s.InputAudioTranscriptionDelta, s.InputAudioTranscriptionCompleted,
         s.InputAudioTranscriptionFailed, s.InputAudioTranscriptionSegment,
-        s.SpeechStarted, s.SpeechStopped, s.InputAudioBufferCommitted,
+        s.InputAudioBufferSpeechStarted, s.InputAudioBufferSpeechStopped, s.InputAudioBufferCommitted,
         s.InputAudioBufferCleared, s.InputAudioBufferTimeoutTriggered,
         s.InputAudioBufferDtmfEventReceived, s.OutputAudioBufferStarted,
         s.OutputAudioBufferStopped, s.OutputAudioBufferCleared, s.RateLimitsUpdated,
         s.McpListToolsInProgress, s.McpListToolsCompleted, s.McpListToolsFailed,
-        r.ResponseCreated, r.ResponseDone, r.ResponseOutputItemAdded, r.ResponseOutputItemDone,
+        r.ResponseCreated, r.ResponseDoneEvent, r.ResponseOutputItemAdded, r.ResponseOutputItemDone,
         r.ResponseContentPartAdded, r.ResponseContentPartDone, r.ResponseOutputTextDelta,
         r.ResponseOutputTextDone, r.ResponseOutputAudioDelta, r.ResponseOutputAudioDone,
         r.ResponseOutputAudioTranscriptDelta, r.ResponseOutputAudioTranscriptDone,

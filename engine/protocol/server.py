@@ -3,6 +3,12 @@
 The response events live in :mod:`engine.protocol.server_response`. Every field
 has a default, so a server that leaves one out is tolerated; a field that is
 present with the wrong JSON type is a :class:`~engine.errors.ProtocolError`.
+
+A class is named after its wire ``type`` in CamelCase
+(``input_audio_buffer.speech_started`` is ``InputAudioBufferSpeechStarted``).
+Where that name would also be a user event's (:mod:`engine.events`), it takes
+the ``Event`` suffix OpenAI's own SDK uses: ``ErrorEvent`` (``error``) and
+``ResponseDoneEvent`` (``response.done``). One name, one meaning.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ class UnknownServerEvent:
 
 
 @attrs.frozen(kw_only=True)
-class Error(ServerEventBase):
+class ErrorEvent(ServerEventBase):
     """The server reports a problem (possibly with an event we sent: see ``error.event_id``)."""
 
     TYPE: ClassVar[str] = "error"
@@ -172,7 +178,7 @@ class InputAudioTranscriptionSegment(ServerEventBase):
 
 
 @attrs.frozen(kw_only=True)
-class SpeechStarted(ServerEventBase):
+class InputAudioBufferSpeechStarted(ServerEventBase):
     """Server VAD heard the user start speaking; ``item_id`` names the future user item."""
 
     TYPE: ClassVar[str] = "input_audio_buffer.speech_started"
@@ -181,7 +187,7 @@ class SpeechStarted(ServerEventBase):
 
 
 @attrs.frozen(kw_only=True)
-class SpeechStopped(ServerEventBase):
+class InputAudioBufferSpeechStopped(ServerEventBase):
     """Server VAD heard the user stop speaking."""
 
     TYPE: ClassVar[str] = "input_audio_buffer.speech_stopped"

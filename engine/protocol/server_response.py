@@ -23,7 +23,7 @@ class ResponseCreated(ServerEventBase):
 
 
 @attrs.frozen(kw_only=True)
-class ResponseDone(ServerEventBase):
+class ResponseDoneEvent(ServerEventBase):
     """A response ended: ``completed``, ``cancelled``, ``failed`` or ``incomplete``.
 
     Inworld may also put ``usage`` at the top level; :attr:`effective_usage` prefers it.

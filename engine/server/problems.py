@@ -34,6 +34,7 @@ def error(
     param: str | None = None,
     event_id: str | None = None,
     type: str = INVALID_REQUEST,
-) -> s.Error:
+) -> s.ErrorEvent:
     """An ``error`` event (without its own ``event_id``; the session stamps one)."""
-    return s.Error(error=ErrorDetail(type=type, code=code, message=message, param=param, event_id=event_id))
+    detail = ErrorDetail(type=type, code=code, message=message, param=param, event_id=event_id)
+    return s.ErrorEvent(error=detail)

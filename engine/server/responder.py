@@ -139,7 +139,7 @@ class ResponseStream:
             if plan.conversation_id is not None:
                 out.append(s.ConversationItemDone(item=item))
         details = {"type": "cancelled", "reason": reason}
-        out.append(r.ResponseDone(response=_response(plan, "cancelled", output, details)))
+        out.append(r.ResponseDoneEvent(response=_response(plan, "cancelled", output, details)))
         self._next = len(self._steps)
         self.item, self.part = None, None
         return out
@@ -255,7 +255,7 @@ def plan_response(plan: Plan, *, started: float, pace: float) -> ResponseStream:
     steps.append((end, r.ResponseOutputItemDone(item=final, **ids)))
     if in_conversation:
         steps.append((end, s.ConversationItemDone(item=final)))
-    steps.append((end, r.ResponseDone(response=_response(plan, "completed", (final,)))))
+    steps.append((end, r.ResponseDoneEvent(response=_response(plan, "completed", (final,)))))
     return ResponseStream(plan, steps, started, pace)
 
 

@@ -249,12 +249,13 @@ class ServerSession:
         """Inworld's speech events in manual mode: reported, nothing committed or cancelled."""
         if isinstance(change, SpeechStart):
             self._speech_item = self._ids.next("item")
-            return s.SpeechStarted(item_id=self._speech_item, audio_start_ms=change.start_ms)
-        return s.SpeechStopped(item_id=self._speech_item, audio_end_ms=change.end_ms)
+            return s.InputAudioBufferSpeechStarted(item_id=self._speech_item, audio_start_ms=change.start_ms)
+        return s.InputAudioBufferSpeechStopped(item_id=self._speech_item, audio_end_ms=change.end_ms)
 
     def _speech_started(self, change: SpeechStart, now: float) -> list[ServerEvent]:
         self._speech_item = self._ids.next("item")
-        out: list[ServerEvent] = [s.SpeechStarted(item_id=self._speech_item, audio_start_ms=change.start_ms)]
+        started = s.InputAudioBufferSpeechStarted(item_id=self._speech_item, audio_start_ms=change.start_ms)
+        out: list[ServerEvent] = [started]
         if self._eff.interrupt_response and self._response is not None:
             out += self._cancel("turn_detected")
         return out
@@ -262,7 +263,8 @@ class ServerSession:
     def _speech_stopped(self, change: SpeechStop, now: float) -> list[ServerEvent]:
         item_id = self._speech_item or self._ids.next("item")
         self._speech_item = None
-        out: list[ServerEvent] = [s.SpeechStopped(item_id=item_id, audio_end_ms=change.end_ms)]
+        stopped = s.InputAudioBufferSpeechStopped(item_id=item_id, audio_end_ms=change.end_ms)
+        out: list[ServerEvent] = [stopped]
         out += self._commit(item_id, change.end_ms - change.start_ms, change.level)
         if self._eff.create_response and self._response is None:
             out += self._start_response(now, None)

@@ -162,7 +162,7 @@ _PART: dict[str, Any] = {
 }
 
 SERVER_EXAMPLES: list[s.ServerEventBase] = [
-    s.Error(
+    s.ErrorEvent(
         event_id="event_E001",
         error=ErrorDetail(
             type="invalid_request_error",
@@ -171,7 +171,7 @@ SERVER_EXAMPLES: list[s.ServerEventBase] = [
             event_id="client_evt_0042",
         ),
     ),
-    s.Error(
+    s.ErrorEvent(
         event_id="event_E002",
         error=ErrorDetail(
             type="invalid_request_error",
@@ -239,8 +239,8 @@ SERVER_EXAMPLES: list[s.ServerEventBase] = [
         speaker="A",
         text="What's the weather in Paris?",
     ),
-    s.SpeechStarted(event_id="event_V001", item_id="item_CJx1user0001", audio_start_ms=1200),
-    s.SpeechStopped(event_id="event_V002", item_id="item_CJx1user0001", audio_end_ms=3150),
+    s.InputAudioBufferSpeechStarted(event_id="event_V001", item_id="item_CJx1user0001", audio_start_ms=1200),
+    s.InputAudioBufferSpeechStopped(event_id="event_V002", item_id="item_CJx1user0001", audio_end_ms=3150),
     s.InputAudioBufferCommitted(
         event_id="event_V003", item_id="item_CJx1user0001", previous_item_id="item_prev0000"
     ),
@@ -263,9 +263,9 @@ SERVER_EXAMPLES: list[s.ServerEventBase] = [
     s.McpListToolsCompleted(event_id="event_M002", item_id="mcp_list_0001"),
     s.McpListToolsFailed(event_id="event_M003", item_id="mcp_list_0001"),
     r.ResponseCreated(event_id="event_R001", response=RESPONSE_IN_PROGRESS),
-    r.ResponseDone(event_id="event_R002", response=RESPONSE_COMPLETED),
-    r.ResponseDone(event_id="event_R003", response=RESPONSE_CANCELLED),
-    r.ResponseDone(event_id="event_R004", response=RESPONSE_FAILED),
+    r.ResponseDoneEvent(event_id="event_R002", response=RESPONSE_COMPLETED),
+    r.ResponseDoneEvent(event_id="event_R003", response=RESPONSE_CANCELLED),
+    r.ResponseDoneEvent(event_id="event_R004", response=RESPONSE_FAILED),
     r.ResponseOutputItemAdded(
         event_id="event_R005", response_id="resp_CJx9resp0009", output_index=0, item=ASSISTANT_IN_PROGRESS
     ),

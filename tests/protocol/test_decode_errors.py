@@ -191,10 +191,10 @@ def test_client_type_sent_by_server_is_unknown() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ('{"type": "response.done"}', r.ResponseDone()),
+        ('{"type": "response.done"}', r.ResponseDoneEvent()),
         ('{"type": "response.created"}', r.ResponseCreated(response=Response())),
-        ('{"type": "error"}', s.Error(error=ErrorDetail())),
-        ('{"type": "error", "error": {"message": "x"}}', s.Error(error=ErrorDetail(message="x"))),
+        ('{"type": "error"}', s.ErrorEvent(error=ErrorDetail())),
+        ('{"type": "error", "error": {"message": "x"}}', s.ErrorEvent(error=ErrorDetail(message="x"))),
         ('{"type": "response.output_audio.delta"}', r.ResponseOutputAudioDelta(delta="")),
         (
             '{"type": "response.function_call_arguments.done", "call_id": "c1", "arguments": "{}"}',
@@ -208,7 +208,7 @@ def test_client_type_sent_by_server_is_unknown() -> None:
         ),
         (
             '{"type": "error", "error": {"type": "server_error", "code": null, "message": "Failed."}}',
-            s.Error(error=ErrorDetail(type="server_error", message="Failed.")),
+            s.ErrorEvent(error=ErrorDetail(type="server_error", message="Failed.")),
         ),
     ],
 )
@@ -251,7 +251,7 @@ def test_extra_keys_are_ignored() -> None:
 def test_inworld_top_level_usage_and_missing_name() -> None:
     """Inworld's top-level ``usage`` and a done event without ``name`` decode."""
     done = decode('{"type": "response.done", "response": {"id": "r"}, "usage": {"total_tokens": 9}}')
-    assert isinstance(done, r.ResponseDone)
+    assert isinstance(done, r.ResponseDoneEvent)
     assert done.effective_usage is not None and done.effective_usage.total_tokens == 9
     args = decode('{"type": "response.function_call_arguments.done", "call_id": "c", "arguments": "{}"}')
     assert isinstance(args, r.ResponseFunctionCallArgumentsDone) and args.name is None
