@@ -117,7 +117,7 @@ def test_talk_watch_the_states_and_barge_in(browser: Browser, backend: str) -> N
     with gateway(backend, agent) as (portal, served):
         served.server.say_next(QUESTION)
         served.server.say_next(BARGE_IN)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page = browser.new_page(viewport={"width": 1400, "height": 680})
         errors = console_errors(page)
         page.goto(f"http://127.0.0.1:{served.port}/")
         page.wait_for_selector("#diagram svg .state")
@@ -183,7 +183,7 @@ def test_talk_watch_the_states_and_barge_in(browser: Browser, backend: str) -> N
         first_turn = page.inner_text("#latency tbody tr").split("\t")
         assert first_turn[2].isdigit()  # first played: measured from the page's acknowledgements
 
-        screenshot(page, f"live-view-{backend}")
+        screenshot(page, f"live-view-{backend}", full_page=True)
 
         # The operator's list shows the call; its watch view replays it read-only, states included.
         operator = browser.new_page(viewport={"width": 1400, "height": 1000})
