@@ -13,7 +13,7 @@ each, talking over bounded streams):
   (:mod:`engine.actors.dispatch`), **timers** (:mod:`engine.actors.timers`).
 
 This module is the public API only, in trio's style: every ``async`` call
-checkpoints, a call that cannot block is sync (``send_audio_nowait``,
+checkpoints (``send_audio``: see there), a call that cannot block is sync (``send_audio_nowait``,
 ``publish``), ``aclose()`` closes within ``close_timeout`` (even when the server
 never answers) and wakes every waiter, ``statistics()`` is a frozen record.
 """
@@ -304,13 +304,18 @@ class Session:
     async def send_audio(self, pcm: bytes | bytearray | memoryview) -> None:
         """Stream caller audio in the session's input format; any length, any rate of calls.
 
-        Waits when the audio-in actor is behind (backpressure).
+        A cancel point on every call (a cancelled caller hands nothing over) and a
+        schedule point whenever it waits for the audio-in actor (backpressure).
+        Its direct path queues a chunk without a task switch: a full checkpoint
+        per 20 ms frame would triple its cost (``benchmarks/audio_in.py``), and a
+        producer that never waits still yields once the outbox and the actor's
+        inbox are full.
 
         Raises:
             TypeError: ``pcm`` is not bytes, bytearray or memoryview.
         """
         _, effects = self._live()
-        await anyio.lowlevel.checkpoint()
+        await anyio.lowlevel.checkpoint_if_cancelled()
         await effects.audio.put(pcm)
 
     def send_audio_nowait(self, pcm: bytes | bytearray | memoryview) -> None:
