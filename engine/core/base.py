@@ -124,7 +124,6 @@ class CoreBase:
         self._create_event_id: str | None = None  # while requested: the event id of our create
         self._waiting_since = 0.0  # when the slot started waiting for response.created
         self._interrupted: set[str | None] = set()  # responses cut off: their late events are dropped
-        self._audio_produced = False  # assistant audio exists (the voice lock)
         self._heard = 0.0  # when the generating response last sent an event (the stall deadline)
         self._timers: set[str] = set()  # the deadlines that are armed
         self.ledger = PlaybackLedger(config.output_format.bytes_per_second / 1000)

@@ -27,7 +27,7 @@ from engine.core.base import DEFAULT_OPTIONS, CoreOptions
 from engine.core.effects import CancelTools, Effect, GateAudio
 from engine.core.handlers import BENIGN_ERRORS, FATAL_ERROR_CODES, FATAL_ERROR_TYPES, Handlers
 from engine.core.restore import LOST_TURN_NOTE, RESUME_NOTE
-from engine.core.states import State
+from engine.core.states import State, Voice
 from engine.errors import UpdateRejected
 from engine.protocol import client as c
 from engine.protocol.codec import AnyServerEvent
@@ -225,8 +225,7 @@ class Conversation(Handlers):
         config = command.config
         if self._refuse_closed("update"):
             return self._flush()
-        locked = self.options.voice_locked_after_audio and self._audio_produced
-        if locked and config.voice != self.config.voice:
+        if self._models["voice"].state == Voice.LOCKED and config.voice != self.config.voice:
             raise UpdateRejected(
                 f"cannot change the voice from {self.config.voice!r} to {config.voice!r}: "
                 "the server refuses a voice change once assistant audio exists"

@@ -173,6 +173,9 @@ class Handlers(Restore):
     def _has_open_calls(self) -> bool:
         return bool(self.calls.open())
 
+    def _voice_lock_applies(self) -> bool:
+        return self.options.voice_locked_after_audio
+
     def _await_server_response(self) -> None:
         """A server-handled turn: the server sends response.created by itself."""
         if self.phase is Phase.IDLE:
@@ -265,10 +268,10 @@ class Handlers(Restore):
             return
         if (rid != self._response_id or self._resp.state != "generating") and not self._in_flight(event, rid):
             return
-        self._audio_produced = True
         now = self._heard = self._clock()
         ledger = self.ledger
         if not ledger.has_audio(rid):
+            self._step("voice", "audio_produced")
             self.turns.mark("first_audio_received", now)
             self._audio_responses.append(rid)
             while len(self._audio_responses) > 2:

@@ -29,6 +29,8 @@ regions of one diagram), not one large one:
   dropped mid-turn: the restore asks the model to go on) and ``lost_turn`` (as
   ``resume``, and the user's last words were lost: the model asks the user to
   repeat).
+* **voice** (:class:`Voice`): ``free`` until the first assistant audio on a
+  server that then refuses a voice change (``voice_lock_applies``): ``locked``.
 * **user_turn** (:class:`UserTurn`): ``open`` from the user's speech (server
   VAD) until its transcript is final or a response starts; speech still open
   when the socket drops is a lost turn.
@@ -124,6 +126,13 @@ class Owed(enum.StrEnum):
     SERVER_FOLLOWUP = "server_followup"
     RESUME = "resume"
     LOST_TURN = "lost_turn"
+
+
+class Voice(enum.StrEnum):
+    """Whether the output voice may still change."""
+
+    FREE = "free"
+    LOCKED = "locked"
 
 
 class UserTurn(enum.StrEnum):
@@ -293,6 +302,14 @@ USER_TURN_TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "settled", "source": [U.NONE, U.OPEN], "dest": U.NONE},
 ]
 
+V = Voice
+VOICE_TRANSITIONS: list[dict[str, Any]] = [
+    # The first assistant audio of a response: a server that refuses a voice change once audio
+    # exists (OpenAI GA) has locked the voice; update() then refuses a change locally.
+    {"trigger": "audio_produced", "source": V.FREE, "dest": V.LOCKED, "conditions": "voice_lock_applies"},
+    {"trigger": "audio_produced", "source": [V.FREE, V.LOCKED], "dest": None},
+]
+
 # How one machine's step moves another: the action a table names, and the
 # machine and trigger it fires. Nothing else in the core crosses machines.
 COUPLING: dict[str, tuple[str, str]] = {
@@ -326,6 +343,7 @@ MACHINES: list[MachineSpec] = [
     ),
     MachineSpec(name="owed", states=Owed, table=OWED_TRANSITIONS, initial=Owed.NONE),
     MachineSpec(name="user_turn", states=UserTurn, table=USER_TURN_TRANSITIONS, initial=UserTurn.NONE),
+    MachineSpec(name="voice", states=Voice, table=VOICE_TRANSITIONS, initial=Voice.FREE),
 ]
 CORE_MACHINES = {spec.name: spec for spec in MACHINES}
 """The conversation core's own machines, by name (the session's lifecycle is appended to MACHINES below)."""
