@@ -284,7 +284,7 @@ async def test_commands_after_close_raise_session_closed() -> None:
                 with pytest.raises(engine.SessionClosed):
                     await command()
             assert [e async for e in session.events()] == []  # a stream opened after close ends at once
-            await session.close()  # idempotent
+            await session.aclose()  # idempotent
             assert len(peer.paths) == 1
 
 
@@ -340,7 +340,7 @@ async def test_close_inside_the_block_lets_the_body_finish() -> None:
         async with running_peer() as peer:
             session = make_session(peer)
             async with session.connect():
-                await session.close()
+                await session.aclose()
                 assert session.state is engine.State.CLOSED
                 with pytest.raises(engine.SessionClosed):
                     await session.send_text("too late")
@@ -417,7 +417,7 @@ async def test_a_close_the_caller_gave_up_on_still_completes() -> None:
             )
             async with session.connect():
                 with anyio.move_on_after(0.05):
-                    await session.close()  # the server never answers the close handshake
+                    await session.aclose()  # the server never answers the close handshake
             # Leaving the block returned: the abandoned close ran to its end.
     assert session.state is engine.State.CLOSED
 
