@@ -30,12 +30,13 @@ def write_diagram(folder: Path) -> list[Path]:
 
 def _graphviz_source() -> str:
     """The same tables as Graphviz text (dot syntax), for the optional SVG."""
-    from engine.core.states import CONVERSATION_TRANSITIONS, RESPONSE_TRANSITIONS
+    from engine.core.states import MACHINES
 
     lines = ["digraph conversation {", "  rankdir=LR;", "  node [shape=box, style=rounded];"]
-    for prefix, table in (("conversation", CONVERSATION_TRANSITIONS), ("response", RESPONSE_TRANSITIONS)):
+    for spec in MACHINES:
+        prefix = spec.name
         lines.append(f"  subgraph cluster_{prefix} {{ label={prefix!r};".replace("'", '"'))
-        for t in table:
+        for t in spec.table:
             sources = t["source"] if isinstance(t["source"], list) else [t["source"]]
             for source in sources:
                 dest = t["dest"] if t["dest"] is not None else source
