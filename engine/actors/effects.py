@@ -31,6 +31,7 @@ from engine.actors.outbox import Outbox
 from engine.actors.settings import SessionSettings
 from engine.actors.timers import Timers
 from engine.actors.tool_runner import ToolRunner, error_output
+from engine.core import commands as cmd
 from engine.core import effects as fx
 from engine.core import events as ev
 from engine.core.conversation import Conversation
@@ -162,7 +163,8 @@ class Interpreter:
     async def on_tool_answer(self, call_id: str, output: str, is_error: bool) -> None:
         """A tool call's output (or error output): to the core, unless the session is ending."""
         if not self._hooks.ending:
-            await self.apply(self.conv.tool_result(call_id, output, is_error=is_error))
+            answer = cmd.ToolOutput(call_id=call_id, output=output, is_error=is_error)
+            await self.apply(self.conv.handle(answer))
 
     async def on_timer(self, name: str) -> None:
         """A deadline fired: the rollover's goes to the supervisor, the core's to the core."""
@@ -171,7 +173,7 @@ class Interpreter:
         if name == ROLLOVER_TIMER:
             await self._hooks.on_rollover_due()
             return
-        await self.apply(self.conv.timer_fired(name))
+        await self.apply(self.conv.handle(cmd.TimerFired(name=name)))
 
     def report_audio_misaligned(self, dropped: int, where: str) -> None:
         """An incomplete sample was dropped where the caller's stream was cut."""

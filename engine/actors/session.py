@@ -36,6 +36,7 @@ from engine.actors.group import ActorGroup
 from engine.actors.settings import SessionSettings
 from engine.actors.supervisor import Supervisor, loop_caller
 from engine.actors.values import SessionStatistics, to_item
+from engine.core import commands as cmd
 from engine.core import events as ev
 from engine.core.conversation import Conversation
 from engine.core.diagram import diagram
@@ -299,7 +300,7 @@ class Session:
             check_text(text, "send_text()")
             check_item(Item.user_text(text), self.settings.max_item_bytes, "send_text()")
         await anyio.lowlevel.checkpoint()
-        await effects.apply(conv.send_text(text))
+        await effects.apply(conv.handle(cmd.SendText(text=text)))
 
     async def send_audio(self, pcm: bytes | bytearray | memoryview) -> None:
         """Stream caller audio in the session's input format; any length, any rate of calls.
@@ -355,32 +356,32 @@ class Session:
         conv, effects = self._live()
         await anyio.lowlevel.checkpoint()
         await effects.audio.flush()
-        await effects.apply(conv.commit_audio())
+        await effects.apply(conv.handle(cmd.CommitAudio()))
 
     async def clear_audio(self) -> None:
         """Discard the user's uncommitted audio on the server (and what is not sent yet here)."""
         conv, effects = self._live()
         effects.audio.clear()
         await anyio.lowlevel.checkpoint()
-        await effects.apply(conv.clear_audio())
+        await effects.apply(conv.handle(cmd.ClearAudio()))
 
     async def create_response(self, params: ResponseParams | None = None) -> None:
         """Ask for a response now (coalesced with one already in flight)."""
         conv, effects = self._live()
         await anyio.lowlevel.checkpoint()
-        await effects.apply(conv.create_response(params))
+        await effects.apply(conv.handle(cmd.CreateResponse(params=params)))
 
     async def cancel_response(self) -> None:
         """Cancel the response in flight (deferred until the server has named it)."""
         conv, effects = self._live()
         await anyio.lowlevel.checkpoint()
-        await effects.apply(conv.cancel_response())
+        await effects.apply(conv.handle(cmd.CancelResponse()))
 
     async def interrupt(self) -> None:
         """Cut the assistant off as a barge-in would: ``Interrupted``, queued audio dropped, cancel."""
         conv, effects = self._live()
         await anyio.lowlevel.checkpoint()
-        await effects.apply(conv.interrupt())
+        await effects.apply(conv.handle(cmd.Interrupt()))
 
     async def update(self, config: SessionConfig) -> None:
         """Send a new configuration.
@@ -392,7 +393,7 @@ class Session:
         conv, effects = self._live()
         if not isinstance(config, SessionConfig):
             raise TypeError(f"update(): config must be a SessionConfig, got {type(config).__name__}")
-        out = conv.update(self.provider.prepare(self._with_tools(config)))  # raises before any change
+        out = conv.handle(cmd.Update(config=self.provider.prepare(self._with_tools(config))))  # raises first
         self._config = config
         await anyio.lowlevel.checkpoint()
         await effects.apply(out)
@@ -409,7 +410,7 @@ class Session:
             return
         conv = self._supervisor.conv
         if conv is not None:
-            conv.audio_played(item_id, ms)
+            conv.handle(cmd.AudioPlayed(item_id=item_id, ms=ms))
 
     def pause_audio_input(self, paused: bool) -> None:
         """While paused, audio given to ``send_audio`` is discarded."""

@@ -36,6 +36,7 @@ from engine.actors.effects import ROLLOVER_TIMER, Interpreter
 from engine.actors.group import ActorGroup
 from engine.actors.outbox import Outbox, run_writer
 from engine.actors.settings import SessionSettings
+from engine.core import commands as cmd
 from engine.core import effects as fx
 from engine.core import events as ev
 from engine.core.conversation import Conversation
@@ -52,7 +53,8 @@ from engine.protocol.codec import RepairedMessage, decode
 from engine.protocol.config import SessionConfig
 from engine.protocol.items import Item
 from engine.providers import Provider
-from engine.record import Recorder, RecordingConversation
+from engine.record import Recorder
+from engine.record import record as record_core
 from engine.redaction import redact
 from engine.tools import Tool
 from engine.transports.base import Connector, Transport
@@ -132,9 +134,7 @@ class Supervisor:
         if record is not None:
             self._recorder = Recorder(record[0], audio=record[1])
             url = redact_url(self.provider.endpoint()[0])
-            name = self.provider.name
-            recording: Any = RecordingConversation(conv, self._recorder, clock, provider=name, url=url)
-            conv = recording
+            record_core(conv, self._recorder, clock, provider=self.provider.name, url=url)
         self.conv = conv
         self.lifecycle.guard_with(self._between_turns)
         self.effects = Interpreter(
@@ -203,7 +203,7 @@ class Supervisor:
                 healthy = uptime is not None and uptime >= policy.healthy_after
                 attempt = policy.next_attempt(attempt, uptime)
                 ready_drops = 0 if healthy else ready_drops + (uptime is not None)
-            await effects.apply(conv.connection_lost())
+            await effects.apply(conv.handle(cmd.ConnectionLost()))
             if not planned and self._ends_session(error):
                 await self.shutdown(f"the server closed the session: {error}", abort=True)
                 return
@@ -247,7 +247,7 @@ class Supervisor:
                 socket_tg.start_soon(run_writer, outbox, transport, name="socket writer")
                 with anyio.CancelScope(deadline=deadline) as scope:
                     self._ready_scope = scope
-                    await effects.apply(conv.connection_opened())
+                    await effects.apply(conv.handle(cmd.ConnectionOpened()))
                     await self._read_loop(transport, conv, effects)
                 self._ready_scope = None
                 if scope.cancelled_caught:
@@ -263,12 +263,12 @@ class Supervisor:
         self._drop_reason = None
         # Bound once: this loop runs for every server message.
         receive, feed, publish, emit = transport.receive, conv.receive, self._dispatcher.publish, fx.Emit
-        apply = effects.apply
+        apply, handle = effects.apply, conv.handle
         while True:
             try:
                 text = await receive()
             except ProtocolError as exc:  # a frame that is not text (BinaryFrameError): report, read on
-                await apply(conv.protocol_error(str(exc), exc.code))
+                await apply(handle(cmd.ProtocolFault(message=str(exc), code=exc.code)))
                 continue
             except (ConnectionClosed, TransportError) as exc:
                 if not self.lifecycle.ending and self.lifecycle.state != _ROLLING_OVER:
@@ -278,9 +278,9 @@ class Supervisor:
             try:
                 event = decode(text)
             except RepairedMessage as exc:  # text UTF-8 cannot carry was replaced: report, then go on
-                out = conv.protocol_error(str(exc), exc.code) + feed(exc.event)
+                out = handle(cmd.ProtocolFault(message=str(exc), code=exc.code)) + feed(exc.event)
             except ProtocolError as exc:
-                out = conv.protocol_error(str(exc))
+                out = handle(cmd.ProtocolFault(message=str(exc)))
             else:
                 out = feed(event)
             if not out:
@@ -407,7 +407,7 @@ class Supervisor:
         with anyio.CancelScope(shield=True):
             with anyio.move_on_after(self.settings.close_timeout) as deadline:
                 if self.conv is not None and effects is not None:
-                    await effects.apply(self.conv.close(), sending=False)
+                    await effects.apply(self.conv.handle(cmd.Close()), sending=False)
                 self._dispatcher.publish(ev.Closed(reason=reason, error=self.fatal))
                 if effects is not None:
                     effects.audio.close()

@@ -24,6 +24,7 @@ import pytest
 import sniffio
 
 import engine
+from engine.core.commands import AudioPlayed
 from engine.events import Error, ResponseDone
 from tests.actors.helpers import collect_until, make_session, next_event
 from tests.actors.peer import Peer, running_peer
@@ -302,15 +303,14 @@ async def test_a_demoted_callback_may_still_acknowledge_playback() -> None:
             session.on(engine.events.AudioOut)(speaker)
             async with session.connect():
                 conv: Any = session._conv
-                acknowledge = conv.audio_played
 
-                def on_core(item_id: str, ms: float) -> None:
-                    core_calls.append(threading.get_ident())
-                    acknowledge(item_id, ms)
-                    if expected and len(core_calls) >= expected:
-                        all_acknowledged.set()
+                def on_core(received: Any, effects: Any) -> None:  # the core's observer: every input
+                    if isinstance(received, AudioPlayed):
+                        core_calls.append(threading.get_ident())
+                        if expected and len(core_calls) >= expected:
+                            all_acknowledged.set()
 
-                conv.audio_played = on_core
+                conv.observer = on_core
                 async with session.events() as stream:
                     await session.send_text("one")
                     seen = await collect_until(stream, lambda e: isinstance(e, ResponseDone))
