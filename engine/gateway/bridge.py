@@ -304,6 +304,10 @@ class Bridge:
     async def _downlink(self, events: EventStream) -> None:
         """The only writer of the carrier socket while the session lives."""
         async for event in events:
+            if self._reason is not None:
+                # The call is ending (the carrier stopped, or the gateway ends it): events
+                # queued before the reader saw it are not sent (the stream refuses frames after stop).
+                return
             if isinstance(event, ev.AudioOut):
                 if event.response_id in self._cut or event.item_id in self._cut:
                     continue  # audio of a cut response that was already queued: never played

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 from typing import Any
 
@@ -123,3 +124,32 @@ def test_the_g711_apology_is_the_pcm_tone_through_the_standard_codec(kind: str) 
     assert len(heard) == len(pcm)
     # G.711 keeps each sample within its segment's step: about 1/16 of the magnitude, a little near 0.
     assert all(abs(h - p) <= abs(p) / 16 + 16 for h, p in zip(heard, pcm, strict=True))
+
+
+@pytest.mark.anyio
+async def test_audio_queued_when_the_caller_hangs_up_is_not_sent_and_the_call_does_not_fail() -> None:
+    # A race seen under load: the reader reads ``stop`` while AudioOut is already queued for the
+    # downlink; the stream refuses frames after stop, which once failed the call.
+    socket = ScriptedSocket([START, twilio("stop", stop={"callSid": "CA1"})])
+    registry = CallRegistry(2, GatewayMetrics())
+    bridge = Bridge(socket, TwilioStream(), Agent(), registry.admit("twilio"), registry)
+    bridge._session = StillSession()  # type: ignore[assignment]
+
+    async def queued() -> Any:
+        for _ in range(3):
+            yield engine.events.AudioOut(
+                pcm=b"\xff" * 480,
+                sample_rate=8000,
+                item_id="item_1",
+                response_id="resp_1",
+                encoding="audio/pcmu",
+            )
+            await anyio.lowlevel.checkpoint()
+
+    with anyio.fail_after(5):
+        assert await bridge._await_start() is not None
+        await bridge._read_carrier()  # reads the stop
+        async with contextlib.aclosing(queued()) as events:
+            await bridge._downlink(events)
+    assert socket.sent == []
+    assert bridge._failure is None and bridge._reason == CALLER_HUNG_UP
