@@ -132,10 +132,6 @@ def record(conv: Conversation, recorder: Recorder, clock: Callable[[], float], *
     return conv
 
 
-RecordingConversation = record
-"""The former proxy's name: :func:`record` installs an observer and returns the core itself."""
-
-
 def _marker(line: dict[str, Any], exc: BaseException) -> dict[str, Any]:
     """What is written instead of a record that cannot be: its kind, time, event type and why."""
     event = line.get("event")
