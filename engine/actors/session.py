@@ -4,8 +4,8 @@ The work is done by actors under one task group (one concern and one resource
 each, talking over bounded streams):
 
 * **connection** (:mod:`engine.actors.supervisor`): opens sockets, runs the
-  read loop, reconnects and restores, rolls over, closes; it steps the
-  session's lifecycle machine (:mod:`engine.core.lifecycle`);
+  reader (:mod:`engine.actors.reader`), reconnects and restores, rolls over,
+  closes; it steps the session's lifecycle machine (:mod:`engine.core.lifecycle`);
 * **effects** (:mod:`engine.actors.effects`): performs what the core asks for;
 * **writer** (:mod:`engine.actors.outbox`), the only task writing to the socket;
 * **audio-in** (:mod:`engine.actors.audio_in`), **tool runner**
@@ -33,8 +33,9 @@ import attrs
 from engine.actors.dispatch import Callback, Dispatcher, EventStream, in_callback_thread
 from engine.actors.effects import Interpreter
 from engine.actors.group import ActorGroup
+from engine.actors.loop import loop_caller
 from engine.actors.settings import SessionSettings
-from engine.actors.supervisor import Supervisor, loop_caller
+from engine.actors.supervisor import Supervisor
 from engine.actors.values import SessionStatistics, to_item
 from engine.core import commands as cmd
 from engine.core import events as ev

@@ -4,8 +4,8 @@ It drives the session's :class:`~engine.core.lifecycle.LifecycleMachine`
 (``connecting``, ``open``, ``rollover_due``, ``rolling_over``,
 ``reconnecting``, ``closing``, ``closed``) and performs what each state needs:
 
-* **run a socket**: a writer task (the only one writing to it) and the read
-  loop, which decodes each frame, feeds the core and applies its effects;
+* **run a socket**: a writer task (the only one writing to it) and the
+  reader (:mod:`engine.actors.reader`), which feeds the core every frame;
 * **drop, back off, restore**: a lost socket is reported (``Reconnecting``),
   the reconnect policy decides the delay or gives up, and the core restores
   the conversation on the next socket (``Reconnected``);
@@ -29,15 +29,15 @@ from typing import Any
 
 import anyio
 import attrs
-import sniffio
 
 from engine.actors.dispatch import Dispatcher
 from engine.actors.effects import ROLLOVER_TIMER, Interpreter
 from engine.actors.group import ActorGroup
+from engine.actors.loop import loop_clock
 from engine.actors.outbox import Outbox, run_writer
+from engine.actors.reader import read_socket
 from engine.actors.settings import SessionSettings
 from engine.core import commands as cmd
-from engine.core import effects as fx
 from engine.core import events as ev
 from engine.core.conversation import Conversation
 from engine.core.lifecycle import (
@@ -48,8 +48,7 @@ from engine.core.lifecycle import (
     LifecycleMachine,
 )
 from engine.core.states import Phase, State
-from engine.errors import ConnectionClosed, ProtocolError, SessionClosed, TransportError
-from engine.protocol.codec import RepairedMessage, decode
+from engine.errors import ConnectionClosed, SessionClosed, TransportError
 from engine.protocol.config import SessionConfig
 from engine.protocol.items import Item
 from engine.providers import Provider
@@ -62,7 +61,6 @@ from engine.transports.urls import redact_url
 
 log = logging.getLogger(__name__)
 
-_STREAMED = frozenset({ev.AudioOut, ev.AssistantTranscript, ev.AssistantText, ev.UserTranscript})
 _CONNECTING, _ROLLOVER_DUE, _ROLLING_OVER, _RECONNECTING = (
     Lifecycle.CONNECTING.value,
     Lifecycle.ROLLOVER_DUE.value,
@@ -248,7 +246,11 @@ class Supervisor:
                 with anyio.CancelScope(deadline=deadline) as scope:
                     self._ready_scope = scope
                     await effects.apply(conv.handle(cmd.ConnectionOpened()))
-                    await self._read_loop(transport, conv, effects)
+                    self._drop_reason = None
+                    reason = await read_socket(transport, conv, effects, self._dispatcher.publish)
+                    if not self.lifecycle.ending and self.lifecycle.state != _ROLLING_OVER:
+                        log.warning("socket lost: %s", reason)
+                    self._drop_reason = reason
                 self._ready_scope = None
                 if scope.cancelled_caught:
                     log.warning("the new socket was not ready within %ss: dropping it", timeout)
@@ -258,40 +260,6 @@ class Supervisor:
                 socket_tg.cancel_scope.cancel()
         finally:
             outbox.close_all()
-
-    async def _read_loop(self, transport: Transport, conv: Conversation, effects: Interpreter) -> None:
-        self._drop_reason = None
-        # Bound once: this loop runs for every server message.
-        receive, feed, publish, emit = transport.receive, conv.receive, self._dispatcher.publish, fx.Emit
-        apply, handle = effects.apply, conv.handle
-        while True:
-            try:
-                text = await receive()
-            except ProtocolError as exc:  # a frame that is not text (BinaryFrameError): report, read on
-                await apply(handle(cmd.ProtocolFault(message=str(exc), code=exc.code)))
-                continue
-            except (ConnectionClosed, TransportError) as exc:
-                if not self.lifecycle.ending and self.lifecycle.state != _ROLLING_OVER:
-                    log.warning("socket lost: %s", exc)
-                self._drop_reason = exc
-                return
-            try:
-                event = decode(text)
-            except RepairedMessage as exc:  # text UTF-8 cannot carry was replaced: report, then go on
-                out = handle(cmd.ProtocolFault(message=str(exc), code=exc.code)) + feed(exc.event)
-            except ProtocolError as exc:
-                out = handle(cmd.ProtocolFault(message=str(exc)))
-            else:
-                out = feed(event)
-            if not out:
-                continue
-            if len(out) == 1 and type(first := out[0]) is emit and type(first.event) in _STREAMED:
-                # The bulk of the traffic (audio and transcript deltas): publish without a coroutine.
-                publish(first.event)
-            else:
-                await apply(out)
-            # Drop the last message before waiting: an idle session must not hold it (memory).
-            text = event = out = first = None  # type: ignore[assignment]
 
     # ------------------------------------------------------------------ hooks (from the interpreter)
 
@@ -431,25 +399,3 @@ class Supervisor:
                 self._group.cancel()
             if abort and self._body is not None:
                 self._body.cancel()
-
-
-def loop_clock() -> Callable[[], float]:
-    """The running loop's monotonic clock, looked up once (``anyio.current_time`` asks sniffio each call)."""
-    if sniffio.current_async_library() == "trio":
-        import trio
-
-        return trio.current_time
-    import asyncio
-
-    return asyncio.get_running_loop().time
-
-
-def loop_caller() -> Callable[..., object]:
-    """A thread-safe, non-blocking ``call_soon`` into the running loop (for audio threads)."""
-    if sniffio.current_async_library() == "trio":
-        import trio
-
-        return trio.lowlevel.current_trio_token().run_sync_soon
-    import asyncio
-
-    return asyncio.get_running_loop().call_soon_threadsafe
