@@ -405,12 +405,13 @@ class Session:
         This is the playback ledger's acknowledgement: call it as audio leaves the
         speaker (or a telephony mark comes back). A barge-in then truncates the item
         to exactly what was heard; without it, playback is estimated from the clock.
+        Ignored once the session is closing (a speaker may finish after it).
         """
         if in_callback_thread():  # a sync callback moved to a worker thread: the core is the loop's
             anyio.from_thread.run_sync(self.audio_played, item_id, ms)
             return
         conv = self._supervisor.conv
-        if conv is not None:
+        if conv is not None and not self._lifecycle.ending:  # once closing, the core is closed: moot
             conv.handle(cmd.AudioPlayed(item_id=item_id, ms=ms))
 
     def pause_audio_input(self, paused: bool) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -43,6 +44,18 @@ async def test_lifecycle_new_open_closed_and_aclose_with_its_alias() -> None:
                     await session.send_text("too late")
                 await session.close()  # the alias, idempotent
             assert session.lifecycle is L.CLOSED
+
+
+async def test_a_speaker_acknowledging_after_close_is_ignored_even_when_recording(tmp_path: Path) -> None:
+    recording = tmp_path / "call.jsonl"
+    with anyio.fail_after(5):
+        async with running_peer() as peer:
+            session = make_session(peer, record=recording)
+            async with session.connect():
+                pass
+            lines = recording.read_text().count("\n")
+            session.audio_played("item_1", 120.0)  # the recording is closed: nothing written, no error
+    assert recording.read_text().count("\n") == lines
 
 
 async def test_a_cancelled_aclose_still_closes() -> None:
