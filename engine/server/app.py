@@ -26,7 +26,7 @@ import anyio.abc
 from engine.errors import leaves
 from engine.server.connection import ServerConnection
 from engine.server.faults import NO_FAULTS, Faults, Quirks, Replay
-from engine.server.handshake import check_request
+from engine.server.handshake import check_request, dialect_of
 from engine.server.session import ServerSession
 from engine.server.session_config import default_session
 from engine.transports.base import Transport, TransportSettings
@@ -180,6 +180,7 @@ class LocalServer:
                 session=self.session,
                 transcripts=self._shared_script,
                 quirks=self.quirks,
+                dialect=dialect_of(path),
             )
             for text in self._scripts_at.pop(index, []):
                 core.say_next(text)

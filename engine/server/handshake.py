@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Mapping
+from typing import Literal
 from urllib.parse import parse_qs, urlsplit
 
 Refusal = tuple[int, str]
+Dialect = Literal["inworld", "openai"]
+"""Whose endpoint a connection came to, by its handshake (the server acts on it)."""
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
@@ -34,7 +37,7 @@ def check_request(
     if scheme.lower() not in ("basic", "bearer") or not credential:
         return (401, "Unauthorized: use 'Authorization: Basic <key>' or 'Bearer <jwt>'")
     query = parse_qs(urlsplit(path).query, keep_blank_values=True)
-    if "model" in query and "key" not in query:
+    if dialect_of(path) == "openai":
         refusal = _check_openai(scheme, query)
         if refusal is not None:
             return refusal
@@ -45,6 +48,12 @@ def check_request(
     if expected_key is not None and not hmac.compare_digest(credential.encode(), expected_key.encode()):
         return (401, "Unauthorized: invalid credentials")
     return None
+
+
+def dialect_of(path: str) -> Dialect:
+    """``"openai"`` for OpenAI's form (a ``model`` query parameter without ``key``), else ``"inworld"``."""
+    query = parse_qs(urlsplit(path).query, keep_blank_values=True)
+    return "openai" if "model" in query and "key" not in query else "inworld"
 
 
 def _check_openai(scheme: str, query: dict[str, list[str]]) -> Refusal | None:

@@ -43,6 +43,7 @@ from engine.server.assistant import Call, decide
 from engine.server.audio import CHUNK_MS, InputDecoder, decode_base64, loudness_label, rms, sum_squares
 from engine.server.conversation import Conversation, user_audio_item
 from engine.server.faults import Quirks
+from engine.server.handshake import Dialect
 from engine.server.ids import Ids
 from engine.server.items import ItemProblem, normalise_item
 from engine.server.responder import Plan, ResponseStream, plan_response
@@ -70,6 +71,9 @@ class ServerSession:
         transcripts: called for each committed utterance that has no scripted
             transcript of its own; returns one, or ``None`` for the default.
         quirks: Inworld behaviours to imitate beyond GA.
+        dialect: whose endpoint the client connected to; only Inworld's answers
+            a tool output by itself (``providerData.auto_tool_response``), an
+            OpenAI GA server never does.
     """
 
     def __init__(
@@ -83,8 +87,10 @@ class ServerSession:
         session: Mapping[str, Any] | None = None,
         transcripts: Callable[[], str | None] | None = None,
         quirks: Quirks = NO_QUIRKS,
+        dialect: Dialect = "inworld",
     ) -> None:
         self._ids = Ids(index)
+        self.dialect: Dialect = dialect
         self.quirks = quirks
         self._t0 = now
         self._epoch_ms = epoch_ms
@@ -354,8 +360,9 @@ class ServerSession:
             s.ConversationItemAdded(item=item, previous_item_id=previous),
             s.ConversationItemDone(item=item, previous_item_id=previous),
         ]
-        # Inworld answers a tool output by itself unless providerData.auto_tool_response is false.
-        automatic = self._eff.auto_tool_response and self._response is None
+        # Inworld answers a tool output by itself unless providerData.auto_tool_response is
+        # false (an Inworld extension, docs/protocol.md §4.4); an OpenAI GA server never does.
+        automatic = self.dialect == "inworld" and self._eff.auto_tool_response and self._response is None
         if item.type == "function_call_output" and automatic and self._all_calls_answered():
             out += self._start_response(now, None)
         return out

@@ -39,6 +39,7 @@ from engine.protocol import SessionConfig, decode
 from engine.protocol.codec import encode
 from engine.protocol.items import Item
 from engine.server.faults import Quirks
+from engine.server.handshake import Dialect
 from engine.server.session import ServerSession
 
 RATE = 24000
@@ -71,6 +72,7 @@ class Pair:
         pace: float = 0.0,
         quirks: Quirks | None = None,
         server_session: Mapping[str, Any] | None = None,
+        dialect: Dialect = "inworld",
         choose: Callable[[int], int] | None = None,
         tool_delay: float = 0.0,
     ) -> None:
@@ -78,6 +80,7 @@ class Pair:
         self.pace = pace
         self.quirks = quirks or Quirks()
         self.server_session = server_session
+        self.dialect: Dialect = dialect  # whose endpoint the server plays
         self.client = Conversation(
             config or SessionConfig(),
             clock=lambda: self.now,
@@ -110,6 +113,7 @@ class Pair:
             ping_interval=None,
             quirks=self.quirks,
             session=self.server_session,
+            dialect=self.dialect,
         )
 
     # ------------------------------------------------------------ the link

@@ -32,12 +32,6 @@ WEATHER = FunctionTool(
     parameters={"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
 )
 PROVIDERS = {"inworld": Inworld(api_key="local-key"), "openai": OpenAI(api_key="local-key")}
-# A GA server never starts a response after a tool output by itself; the local server
-# follows Inworld's default (auto_tool_response) unless told, whichever dialect connects.
-SERVER_SESSION: dict[str, Any] = {
-    "inworld": {},
-    "openai": {"providerData": {"auto_tool_response": False}},
-}
 
 
 def weather(arguments: dict[str, Any]) -> dict[str, Any]:
@@ -53,7 +47,7 @@ def pair(provider: str = "inworld", *, pace: float = 0.0, **config: Any) -> Pair
         options=chosen.core_options(),
         tools={"get_weather": weather},
         pace=pace,
-        server_session=SERVER_SESSION[provider],
+        dialect="openai" if provider == "openai" else "inworld",
     ).connect()
 
 

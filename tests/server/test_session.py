@@ -12,6 +12,7 @@ import pytest
 from engine.protocol import encode
 from engine.server import ServerSession
 from engine.server.audio import CHUNK_MS
+from engine.server.handshake import dialect_of
 from tests.server.helpers import (
     AUDIO_RESPONSE,
     CANCELLED_AUDIO,
@@ -366,6 +367,23 @@ def test_inworld_answers_a_tool_output_by_itself_by_default() -> None:
     out = driver.send({"type": "conversation.item.create", "item": item})
     assert types(out)[:3] == ["conversation.item.added", "conversation.item.done", "response.created"]
     assert only(out, "response.output_audio_transcript.done")["transcript"] == "The result is rain."
+
+
+def test_openai_dialect_never_answers_a_tool_output_by_itself() -> None:
+    # A GA server waits for response.create after a tool output, whatever providerData says.
+    driver = Driver(dialect="openai")
+    driver.update({"tools": [WEATHER_TOOL], "providerData": {"auto_tool_response": True}})
+    driver.user_text("weather in Oslo")
+    call = only(driver.send({"type": "response.create"}), "response.function_call_arguments.done")
+    item = {"type": "function_call_output", "call_id": call["call_id"], "output": "rain"}
+    out = driver.send({"type": "conversation.item.create", "item": item})
+    assert types(out) == ["conversation.item.added", "conversation.item.done"]
+
+
+def test_the_handshake_names_the_dialect() -> None:
+    assert dialect_of("/v1/realtime?model=gpt-realtime") == "openai"
+    assert dialect_of("/api/v1/realtime/session?key=s1&protocol=realtime") == "inworld"
+    assert dialect_of("/v1/realtime?model=m&key=s1") == "inworld"
 
 
 def test_out_of_band_response_leaves_the_conversation_alone() -> None:
