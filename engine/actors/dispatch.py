@@ -57,6 +57,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from engine.actors.group import Starter
 from engine.core import events as ev
+from engine.errors import ErrorCode, ErrorSource
 
 log = logging.getLogger(__name__)
 
@@ -235,9 +236,9 @@ class Dispatcher:
         if not isinstance(event, ev.Error):  # an Error about a failing Error callback would loop
             self.publish(
                 ev.Error(
-                    code="callback_failed",
+                    code=ErrorCode.CALLBACK_FAILED,
                     message=f"{_name(callback)} raised {type(exc).__name__}: {exc}",
-                    source="callback",
+                    source=ErrorSource.CALLBACK,
                 )
             )
 
@@ -260,10 +261,10 @@ class Dispatcher:
         starter.start_soon(self._run_callback, receive, callback, True, name=f"callback {name} (thread)")
         self.publish(
             ev.Error(
-                code="slow_callback",
+                code=ErrorCode.SLOW_CALLBACK,
                 message=f"sync callback {name} blocked the event loop for {took:.3f}s; "
                 "it now runs in a worker thread",
-                source="callback",
+                source=ErrorSource.CALLBACK,
             )
         )
 
@@ -378,14 +379,14 @@ class EventStream:
         await self.aclose()
 
 
-_OVERFLOW_PROBE = ev.Error(code="events_dropped", message="", source="local")
+_OVERFLOW_PROBE = ev.Error(code=ErrorCode.EVENTS_DROPPED, message="", source=ErrorSource.LOCAL)
 
 
 def _overflow(count: int) -> ev.Error:
     return ev.Error(
-        code="events_dropped",
+        code=ErrorCode.EVENTS_DROPPED,
         message=f"{count} events were dropped because this consumer was too slow",
-        source="local",
+        source=ErrorSource.LOCAL,
     )
 
 

@@ -36,6 +36,7 @@ from engine.core import effects as fx
 from engine.core import events as ev
 from engine.core.conversation import Conversation
 from engine.core.lifecycle import Lifecycle
+from engine.errors import ErrorCode, ErrorSource
 from engine.protocol.codec import encode
 from engine.protocol.config import AudioFormat
 from engine.redaction import redact
@@ -44,7 +45,7 @@ from engine.tools import Tool
 log = logging.getLogger(__name__)
 
 ROLLOVER_TIMER = "session_rollover"
-ROLL_OVER_CODES = frozenset({"session_expired"})
+ROLL_OVER_CODES = frozenset({ErrorCode.SESSION_EXPIRED})
 """Server error codes that end the server's session, not the call: the session reconnects and restores."""
 _DUE = Lifecycle.ROLLOVER_DUE.value
 
@@ -180,10 +181,10 @@ class Interpreter:
         fmt = self._input_format
         self._dispatcher.publish(
             ev.Error(
-                code="audio_misaligned",
+                code=ErrorCode.AUDIO_MISALIGNED,
                 message=f"caller audio ended on an incomplete sample at {where}: {dropped} byte(s) dropped "
                 f"({fmt.type} samples are {2 if fmt.type == 'audio/pcm' else 1} bytes)",
-                source="local",
+                source=ErrorSource.LOCAL,
             )
         )
 
@@ -193,10 +194,10 @@ class Interpreter:
             settings = self._settings
             self._dispatcher.publish(
                 ev.Error(
-                    code="audio_dropped",
+                    code=ErrorCode.AUDIO_DROPPED,
                     message=f"caller audio held beyond {settings.hold_limit_ms} ms was dropped "
                     f"({settings.hold_policy})",
-                    source="local",
+                    source=ErrorSource.LOCAL,
                 )
             )
 
@@ -204,10 +205,10 @@ class Interpreter:
         """``send_audio_nowait`` found the audio-in actor's inbox full (reported once per overflow)."""
         self._dispatcher.publish(
             ev.Error(
-                code="audio_dropped",
+                code=ErrorCode.AUDIO_DROPPED,
                 message="caller audio given to send_audio_nowait() faster than it can be sent was dropped "
                 "(drop_newest)",
-                source="local",
+                source=ErrorSource.LOCAL,
             )
         )
 

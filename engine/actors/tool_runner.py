@@ -35,7 +35,7 @@ import anyio.lowlevel
 from engine.actors.group import Starter
 from engine.core import events as ev
 from engine.core.effects import StartTool
-from engine.errors import clip, leaves
+from engine.errors import ErrorCode, ErrorSource, clip, leaves
 from engine.protocol.text import DEFAULT_MAX_ITEM_BYTES, has_surrogates, repair_text
 from engine.tools import Tool
 
@@ -174,10 +174,10 @@ class ToolRunner:
             output = repair_text(output)
             self._report(
                 ev.Error(
-                    code="invalid_text",
+                    code=ErrorCode.INVALID_TEXT,
                     message=f"tool {tool.name!r} (call {call_id}) returned text with lone surrogates; "
                     "replaced by U+FFFD",
-                    source="tool",
+                    source=ErrorSource.TOOL,
                 )
             )
         size = len(output.encode("utf-8"))
@@ -187,7 +187,9 @@ class ToolRunner:
                 "a tool output may have (SessionSettings.max_item_bytes)"
             )
             log.warning("%s (call %s): answered with an error output instead", message, call_id)
-            self._report(ev.Error(code="tool_output_too_large", message=message, source="tool"))
+            self._report(
+                ev.Error(code=ErrorCode.TOOL_OUTPUT_TOO_LARGE, message=message, source=ErrorSource.TOOL)
+            )
             return error_output(f"{message}; the result was not sent"), True
         return output, False
 

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 import attrs
 
+from engine.errors import ErrorCode
 from engine.protocol import client as c
 from engine.protocol._wire import from_wire, to_wire
 from engine.protocol.config import SessionConfig, config_from_wire
@@ -67,7 +68,7 @@ class ProtocolFault:
 
     TYPE: ClassVar[str] = "protocol_error"
     message: str
-    code: str = "protocol_error"
+    code: str = ErrorCode.PROTOCOL_ERROR
 
 
 @attrs.frozen(kw_only=True)

@@ -17,6 +17,7 @@ from engine.core import events as ev
 from engine.core.bargein import BargeIn
 from engine.core.effects import Effect, GateAudio
 from engine.core.states import Owed, Phase, State, UserTurn
+from engine.errors import ErrorCode, ErrorSource
 from engine.protocol import client as c
 from engine.protocol import server as s
 from engine.protocol.items import Item
@@ -78,14 +79,15 @@ class Restore(BargeIn):
         if lost or (self.user_turn is UserTurn.OPEN and not kept):
             self._owe("words_lost")
             self._error(
-                "user_turn_lost",
+                ErrorCode.USER_TURN_LOST,
                 "the user's last utterance was lost with the connection before it was transcribed",
             )
         self._step("user_turn", "settled")
 
     def _on_session_created(self, event: s.SessionCreated) -> None:
         if self.state not in (State.CONNECTING, State.RECONNECTING):
-            self._error("unexpected_event", f"session.created in state {self.state}", source="protocol")
+            message = f"session.created in state {self.state}"
+            self._error(ErrorCode.UNEXPECTED_EVENT, message, source=ErrorSource.PROTOCOL)
             return
         self._send(c.SessionUpdate(session=self.config.to_wire(), event_id=self._new_id("evt_session")))
 

@@ -19,6 +19,7 @@ from engine.core import events as ev
 from engine.core.base import CANCEL_TIMER, RESPONSE_TIMER, RETRY_TIMER, STALL_TIMER, CoreBase
 from engine.core.effects import StartTool
 from engine.core.states import Owed, Phase, State
+from engine.errors import ErrorCode, ErrorSource
 from engine.protocol import client as c
 from engine.protocol.items import Item
 
@@ -32,7 +33,7 @@ class ResponseSlot(CoreBase):
 
     def _request_response(self, params: c.ResponseParams | None = None) -> None:
         if self.state is State.CLOSED:
-            self._error("session_closed", "response requested after close", source="local")
+            self._error(ErrorCode.SESSION_CLOSED, "response requested after close", source=ErrorSource.LOCAL)
             return
         if (
             self.state in (State.CONNECTING, State.RECONNECTING)
@@ -179,9 +180,9 @@ class ResponseSlot(CoreBase):
         if name == RESPONSE_TIMER and phase in _WAITING:
             self._fire_response("created_timeout")
             self._error(
-                "response_timeout",
+                ErrorCode.RESPONSE_TIMEOUT,
                 f"no response.created within {self.options.response_created_timeout}s",
-                source="server",
+                source=ErrorSource.SERVER,
             )
             self._after_slot_freed()
         elif name == STALL_TIMER and phase is Phase.GENERATING:
@@ -191,10 +192,10 @@ class ResponseSlot(CoreBase):
             self._fire_response("cancel_timeout")
             self._response_id = None  # stays in _interrupted: whatever it still sends is dropped
             self._error(
-                "cancel_timeout",
+                ErrorCode.CANCEL_TIMEOUT,
                 f"no response.done for the cancelled response {rid} within "
                 f"{self.options.cancel_timeout}s; the slot is free again",
-                source="server",
+                source=ErrorSource.SERVER,
             )
             self._settle_calls(rid)
             self._after_slot_freed()
@@ -213,9 +214,9 @@ class ResponseSlot(CoreBase):
             return
         rid = self._response_id
         self._error(
-            "response_stalled",
+            ErrorCode.RESPONSE_STALLED,
             f"response {rid} sent nothing for {stall}s; it is cancelled",
-            source="server",
+            source=ErrorSource.SERVER,
         )
         self._interrupted.add(rid)
         self._send(c.ResponseCancel(response_id=rid))

@@ -21,7 +21,7 @@ import typing
 from collections.abc import Callable
 from typing import Any, ClassVar, Union
 
-from engine.errors import ProtocolError
+from engine.errors import ErrorCode, ProtocolError
 from engine.protocol import server as s
 from engine.protocol import server_response as r
 from engine.protocol._wire import WireTypeError, decoder_for, from_wire, to_wire
@@ -100,7 +100,7 @@ class RepairedMessage(ProtocolError):
     U+FFFD); ``code`` is the ``Error`` code to report.
     """
 
-    code = "invalid_text"
+    code = ErrorCode.INVALID_TEXT
 
     def __init__(self, message: str, raw: str, event: AnyServerEvent) -> None:
         super().__init__(message, raw)
