@@ -13,6 +13,7 @@ import attrs
 
 from engine.core.conversation import CoreOptions
 from engine.protocol.config import PCM_RATES, ConfigError, SessionConfig
+from engine.protocol.fields import McpTool, McpToolChoice
 
 
 @attrs.frozen(kw_only=True)
@@ -29,6 +30,9 @@ class Profile:
         modality_combinations: accepted ``output_modalities`` values.
         sample_rates: accepted PCM rates.
         extensions: session fields beyond GA the service accepts (wire names); others are not sent.
+        features: GA features beyond the core set the service accepts (``GA_FEATURES``);
+            a config using another is refused locally by :meth:`check`, never by the
+            server mid-call.
         server_close_reconnects: a close the server starts, clean (1000, 1001) or not, is
             reconnected and the conversation restored (subject to the reconnect policy's
             storm protection). A server-side session expiry or restart is not the
@@ -44,6 +48,7 @@ class Profile:
     modality_combinations: tuple[tuple[str, ...], ...] = (("audio",), ("text",))
     sample_rates: tuple[int, ...] = (24000,)
     extensions: tuple[str, ...] = ()
+    features: tuple[str, ...] = ()
     server_close_reconnects: bool = True
 
     def core_options(self) -> CoreOptions:
@@ -69,6 +74,46 @@ class Profile:
         for field, fmt in (("input_format", config.input_format), ("output_format", config.output_format)):
             if fmt.type == "audio/pcm" and fmt.rate not in self.sample_rates:
                 raise ConfigError(f"{field}.rate", f"{self.name} accepts PCM at {self.sample_rates} Hz")
+        for feature, param in _used_features(config):
+            if feature not in self.features:
+                raise ConfigError(param, f"{self.name} does not support {feature.replace('_', ' ')}")
+
+    def check_feature(self, feature: str, param: str) -> None:
+        """Refuse a GA feature (``image_input``...) this service does not accept, naming ``param``."""
+        if feature not in self.features:
+            raise ConfigError(param, f"{self.name} does not support {feature.replace('_', ' ')}")
+
+
+GA_FEATURES = (
+    "noise_reduction",
+    "reasoning",
+    "truncation",
+    "prompt",
+    "include",
+    "mcp_tools",
+    "tool_choice",
+    "image_input",
+    "out_of_band_responses",
+)
+"""GA features a profile may declare in ``features`` (docs/protocol.md §4.5)."""
+
+
+def _used_features(config: SessionConfig) -> list[tuple[str, str]]:
+    """The GA features ``config`` uses, each with the field that uses it."""
+    used = [
+        (feature, feature)
+        for feature in ("noise_reduction", "reasoning", "truncation", "prompt")
+        if getattr(config, feature) is not None
+    ]
+    if config.include:
+        used.append(("include", "include"))
+    if any(isinstance(t, McpTool) for t in config.tools):
+        used.append(("mcp_tools", "tools"))
+    if config.tool_choice is not None:
+        used.append(("tool_choice", "tool_choice"))
+    if isinstance(config.tool_choice, McpToolChoice):
+        used.append(("mcp_tools", "tool_choice"))
+    return used
 
 
 _EXTENSION_FIELDS = {
@@ -88,6 +133,8 @@ INWORLD = Profile(
     modality_combinations=(("audio",), ("text",), ("audio", "text"), ("text", "audio")),
     sample_rates=PCM_RATES,
     extensions=("temperature", "audio.output.model", "providerData"),
+    # Inworld documents tool_choice but none of GA's newer fields (docs/protocol.md §4.5).
+    features=("tool_choice",),
     server_close_reconnects=True,  # the server ends sessions on its own (expiry, restarts)
 )
 
@@ -99,5 +146,6 @@ OPENAI = Profile(
     voice_locked_after_audio=True,  # "cannot update a conversation's voice if assistant audio is present"
     modality_combinations=(("audio",), ("text",)),
     sample_rates=(24000,),
+    features=GA_FEATURES,
     server_close_reconnects=True,  # sessions have a maximum duration; the call goes on past it
 )

@@ -471,7 +471,7 @@ class Session:
     def _with_tools(self, config: SessionConfig) -> SessionConfig:
         if not self._tools:
             return config
-        own = {t.name for t in config.tools}
+        own = {t.name for t in config.function_tools}
         extra = tuple(t.schema for t in self._tools.values() if t.name not in own)
         return attrs.evolve(config, tools=config.tools + extra)
 

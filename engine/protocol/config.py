@@ -11,15 +11,36 @@ a ``ValueError`` whose ``param`` names the field.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Collection, Iterable
 from typing import Any, ClassVar
 
 import attrs
 from attrs import validators as v
 
+from engine.protocol._checks import (
+    _BOOL,
+    _INT,
+    _TEXT,
+    _as_tuple,
+    _clip,
+    _in_range,
+    _json_object,
+    _named,
+    _one_of,
+)
+from engine.protocol._checks import ConfigError as ConfigError  # re-exported: its public home
 from engine.protocol._wire import to_wire
-from engine.protocol.text import check_text
+from engine.protocol.fields import (
+    INCLUDE_VALUES,
+    McpTool,
+    McpToolChoice,
+    NoiseReduction,
+    PromptRef,
+    Reasoning,
+    Truncation,
+    _check_truncation,
+    truncation_from_wire,
+    truncation_to_wire,
+)
 
 
 def _as_wire(value: Any) -> dict[str, Any]:
@@ -38,97 +59,6 @@ SPEED_RANGE = (0.25, 4.0)
 TEMPERATURE_RANGE = (0.0, 2.0)
 MAX_OUTPUT_TOKENS = 4096
 """The largest integer ``max_output_tokens`` (or ``"inf"``)."""
-
-
-class ConfigError(ValueError):
-    """An invalid configuration value; ``param`` is its GA path (``session.voice``)."""
-
-    def __init__(self, param: str, message: str) -> None:
-        super().__init__(f"{param}: {message}")
-        self.param = param
-
-
-Validator = Callable[[Any, Any, Any], None]
-
-
-def _named(name: str, *checks: Validator) -> Validator:
-    """attrs validators run in order, their TypeError/ValueError turned into a ConfigError for ``name``."""
-
-    def check(instance: Any, attribute: Any, value: Any) -> None:
-        for inner in checks:
-            try:
-                inner(instance, attribute, value)
-            except ConfigError:
-                raise
-            except (TypeError, ValueError) as exc:
-                raise ConfigError(name, _reason(exc, value)) from None
-
-    return check
-
-
-def _clip(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:80] + "..."
-
-
-def _reason(exc: BaseException, value: object) -> str:
-    # attrs' instance_of raises TypeError(message, attribute, expected type(s), value).
-    if isinstance(exc, TypeError) and len(exc.args) == 4:
-        expected, got = exc.args[2], exc.args[3]
-        kinds = expected if isinstance(expected, tuple) else (expected,)
-        names = " or ".join(getattr(k, "__name__", str(k)) for k in kinds)
-        return f"expected {names}, got {type(got).__name__} {_clip(got)}"
-    message = exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
-    return f"{_clip(value)}: {message}"
-
-
-def _encodable(_: Any, __: Any, value: str | None) -> None:
-    """A lone surrogate ("\\ud83d") is a legal Python string but cannot be sent as UTF-8."""
-    if value is not None:
-        check_text(value)
-
-
-_INT: Validator = v.and_(v.instance_of(int), v.not_(v.instance_of(bool), msg="a boolean is not an integer"))
-_BOOL: Validator = v.instance_of(bool)  # not 1 or "no": the wire wants true or false
-_TEXT: Validator = v.and_(v.instance_of(str), _encodable)
-
-
-def _one_of(name: str, allowed: Collection[object]) -> Validator:
-    def check(_: Any, __: Any, value: object) -> None:
-        if not isinstance(value, str) or value not in allowed:
-            choices = ", ".join(repr(a) for a in allowed)
-            raise ConfigError(name, f"{_clip(value)} is not one of {choices}")
-
-    return check
-
-
-def _in_range(name: str, low: float, high: float, *, integer: bool = False) -> Validator:
-    kind = int if integer else int | float
-
-    def check(_: Any, __: Any, value: float | None) -> None:
-        if value is None:
-            return
-        if isinstance(value, bool) or not isinstance(value, kind) or not low <= value <= high:
-            what = "an integer" if integer else "a number"
-            raise ConfigError(name, f"{_clip(value)} is not {what} in [{low}, {high}]")
-
-    return check
-
-
-def _json_object(name: str) -> Validator:
-    """A dict with string keys that encodes as strict JSON (no NaN, no lone surrogates)."""
-
-    def check(_: Any, __: Any, value: dict[str, Any] | None) -> None:
-        if value is None:
-            return
-        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-            raise ConfigError(name, f"{_clip(value)} must be a dict with string keys (a JSON object)")
-        try:
-            check_text(json.dumps(value, ensure_ascii=False, allow_nan=False))
-        except (TypeError, ValueError, RecursionError) as exc:
-            raise ConfigError(name, f"is not a JSON object: {exc}") from None
-
-    return check
 
 
 @attrs.frozen(kw_only=True)
@@ -252,13 +182,6 @@ class FunctionTool:
         return _as_wire(self)
 
 
-def _as_tuple(value: Any) -> Any:
-    """Any iterable but a string as a tuple; anything else is left for the validator to refuse."""
-    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
-        return value
-    return tuple(value)
-
-
 def _check_modalities(_: Any, __: Any, value: tuple[str, ...]) -> None:
     if (
         not isinstance(value, tuple)
@@ -278,9 +201,22 @@ def _check_max_tokens(_: Any, __: Any, value: int | str | None) -> None:
         )
 
 
-def _check_tool_choice(_: Any, __: Any, value: str | None) -> None:
+def _check_tool_choice(_: Any, __: Any, value: str | McpToolChoice | None) -> None:
+    if isinstance(value, McpToolChoice):
+        return
     if value is not None and (not isinstance(value, str) or not value):
-        raise ConfigError("tool_choice", "must be 'auto', 'none', 'required' or a tool name")
+        raise ConfigError(
+            "tool_choice", "must be 'auto', 'none', 'required', a tool name or an McpToolChoice"
+        )
+
+
+def _check_include(_: Any, __: Any, value: tuple[str, ...]) -> None:
+    if not isinstance(value, tuple) or not all(isinstance(i, str) and i in INCLUDE_VALUES for i in value):
+        raise ConfigError("include", f"{_clip(value)} may only hold {INCLUDE_VALUES}")
+
+
+Tool = FunctionTool | McpTool
+"""A tool declaration: a function we answer, or an MCP server the provider calls."""
 
 
 @attrs.frozen(kw_only=True)
@@ -298,10 +234,15 @@ class SessionConfig:
         input_format / output_format: audio formats of the two directions.
         transcription: input transcription settings (``None``: server default).
         turn_detection: ``SemanticVad``, ``ServerVad`` or ``None`` for manual turns.
-        tools: function tools the model may call.
-        tool_choice: ``auto``, ``none``, ``required`` or the name of one tool.
+        tools: function tools the model may call, and MCP servers (``McpTool``).
+        tool_choice: ``auto``, ``none``, ``required``, the name of one function or an ``McpToolChoice``.
         max_output_tokens: 1-4096 or ``"inf"``.
         provider_data: Inworld's ``providerData`` object, sent as is.
+        noise_reduction: input noise reduction (``NoiseReduction``); GA only.
+        reasoning: reasoning effort (``Reasoning``) of reasoning models; GA only.
+        truncation: ``"auto"``, ``"disabled"`` or ``RetentionRatio``; GA only.
+        prompt: a stored prompt template (``PromptRef``); GA only.
+        include: extra server outputs (``"item.input_audio_transcription.logprobs"``); GA only.
     """
 
     instructions: str | None = attrs.field(default=None, validator=_named("instructions", v.optional(_TEXT)))
@@ -328,21 +269,39 @@ class SessionConfig:
         default=SemanticVad(),
         validator=_named("turn_detection", v.optional(v.instance_of((SemanticVad, ServerVad)))),
     )
-    tools: tuple[FunctionTool, ...] = attrs.field(
+    tools: tuple[Tool, ...] = attrs.field(
         default=(),
         converter=_as_tuple,
-        validator=_named("tools", v.deep_iterable(v.instance_of(FunctionTool), v.instance_of(tuple))),
+        validator=_named(
+            "tools", v.deep_iterable(v.instance_of((FunctionTool, McpTool)), v.instance_of(tuple))
+        ),
     )
-    tool_choice: str | None = attrs.field(default=None, validator=_check_tool_choice)
+    tool_choice: str | McpToolChoice | None = attrs.field(default=None, validator=_check_tool_choice)
     max_output_tokens: int | str | None = attrs.field(default=None, validator=_check_max_tokens)
     provider_data: dict[str, Any] | None = attrs.field(default=None, validator=_json_object("provider_data"))
+    noise_reduction: NoiseReduction | None = attrs.field(
+        default=None, validator=_named("noise_reduction", v.optional(v.instance_of(NoiseReduction)))
+    )
+    reasoning: Reasoning | None = attrs.field(
+        default=None, validator=_named("reasoning", v.optional(v.instance_of(Reasoning)))
+    )
+    truncation: Truncation | None = attrs.field(default=None, validator=_check_truncation)
+    prompt: PromptRef | None = attrs.field(
+        default=None, validator=_named("prompt", v.optional(v.instance_of(PromptRef)))
+    )
+    include: tuple[str, ...] = attrs.field(default=(), converter=_as_tuple, validator=_check_include)
 
     @tools.validator
-    def _check_tools(self, _: Any, value: tuple[FunctionTool, ...]) -> None:
-        names = [t.name for t in value]
+    def _check_tools(self, _: Any, value: tuple[Tool, ...]) -> None:
+        names = [t.name if isinstance(t, FunctionTool) else f"mcp:{t.server_label}" for t in value]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ConfigError("tools", f"duplicate tool names {dupes}")
+
+    @property
+    def function_tools(self) -> tuple[FunctionTool, ...]:
+        """The tools this library answers (MCP tools are called by the provider)."""
+        return tuple(t for t in self.tools if isinstance(t, FunctionTool))
 
     def to_wire(self) -> dict[str, Any]:
         """The ``session`` object of a full ``session.update``."""
@@ -351,6 +310,8 @@ class SessionConfig:
             audio_in["transcription"] = self.transcription.to_wire()
         # null is meaningful here: it turns server VAD off (manual turns).
         audio_in["turn_detection"] = None if self.turn_detection is None else self.turn_detection.to_wire()
+        if self.noise_reduction is not None:
+            audio_in["noise_reduction"] = self.noise_reduction.to_wire()
         audio_out: dict[str, Any] = {"format": self.output_format.to_wire()}
         for key, value in (("voice", self.voice), ("model", self.tts_model), ("speed", self.speed)):
             if value is not None:
@@ -366,15 +327,19 @@ class SessionConfig:
         if self.tools:
             out["tools"] = [t.to_wire() for t in self.tools]
         if self.tool_choice is not None:
-            out["tool_choice"] = (
-                self.tool_choice
-                if self.tool_choice in TOOL_CHOICES
-                else {"type": "function", "name": self.tool_choice}
-            )
+            out["tool_choice"] = _tool_choice_to_wire(self.tool_choice)
         if self.max_output_tokens is not None:
             out["max_output_tokens"] = self.max_output_tokens
         if self.provider_data is not None:
             out["providerData"] = self.provider_data
+        if self.reasoning is not None:
+            out["reasoning"] = self.reasoning.to_wire()
+        if self.truncation is not None:
+            out["truncation"] = truncation_to_wire(self.truncation)
+        if self.prompt is not None:
+            out["prompt"] = self.prompt.to_wire()
+        if self.include:
+            out["include"] = list(self.include)
         return out
 
     @property
@@ -386,6 +351,27 @@ class SessionConfig:
     def server_interrupts_response(self) -> bool:
         """True when the server cancels a response by itself when the user barges in."""
         return self.turn_detection is not None and self.turn_detection.interrupt_response
+
+
+def _tool_choice_to_wire(choice: str | McpToolChoice) -> Any:
+    if isinstance(choice, McpToolChoice):
+        return choice.to_wire()
+    return choice if choice in TOOL_CHOICES else {"type": "function", "name": choice}
+
+
+def _tool_choice_from_wire(choice: Any) -> str | McpToolChoice | None:
+    if isinstance(choice, dict) and choice.get("type") == "mcp":
+        return McpToolChoice(server_label=choice.get("server_label"), name=choice.get("name"))  # type: ignore[arg-type]
+    out: str | None = choice["name"] if isinstance(choice, dict) else choice
+    return out
+
+
+def _tool_from_wire(t: dict[str, Any]) -> Tool:
+    if t.get("type") == McpTool.TYPE:
+        return McpTool.from_wire(t)
+    return FunctionTool(
+        name=t["name"], description=t.get("description", ""), parameters=t.get("parameters", {})
+    )
 
 
 def config_from_wire(session: dict[str, Any]) -> SessionConfig:
@@ -403,7 +389,8 @@ def config_from_wire(session: dict[str, Any]) -> SessionConfig:
         fields = {k: v for k, v in detection.items() if k != "type"}
         turn_detection = ServerVad(**fields) if kind == "server_vad" else SemanticVad(**fields)
     transcription = audio_in.get("transcription")
-    choice = session.get("tool_choice")
+    noise = audio_in.get("noise_reduction")
+    reasoning, truncation, prompt = session.get("reasoning"), session.get("truncation"), session.get("prompt")
     return SessionConfig(
         instructions=session.get("instructions"),
         model=session.get("model"),
@@ -416,13 +403,13 @@ def config_from_wire(session: dict[str, Any]) -> SessionConfig:
         output_format=AudioFormat(**(audio_out.get("format") or {})),
         transcription=Transcription(**transcription) if transcription else None,
         turn_detection=turn_detection,
-        tools=tuple(
-            FunctionTool(
-                name=t["name"], description=t.get("description", ""), parameters=t.get("parameters", {})
-            )
-            for t in session.get("tools") or ()
-        ),
-        tool_choice=choice["name"] if isinstance(choice, dict) else choice,
+        tools=tuple(_tool_from_wire(t) for t in session.get("tools") or ()),
+        tool_choice=_tool_choice_from_wire(session.get("tool_choice")),
         max_output_tokens=session.get("max_output_tokens"),
         provider_data=session.get("providerData"),
+        noise_reduction=NoiseReduction.from_wire(noise) if noise else None,
+        reasoning=Reasoning(effort=reasoning.get("effort")) if reasoning else None,
+        truncation=truncation_from_wire(truncation) if truncation is not None else None,
+        prompt=PromptRef.from_wire(prompt) if prompt else None,
+        include=tuple(session.get("include") or ()),
     )
