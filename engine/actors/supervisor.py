@@ -48,7 +48,7 @@ from engine.core.lifecycle import (
     LifecycleMachine,
 )
 from engine.core.states import Phase, State
-from engine.errors import ConnectionClosed, SessionClosed, TransportError
+from engine.errors import ConnectionClosed, ErrorCode, ErrorSource, SessionClosed, TransportError
 from engine.protocol.config import SessionConfig
 from engine.protocol.items import Item
 from engine.providers import Provider
@@ -356,7 +356,9 @@ class Supervisor:
     async def _fail(self, reason: str, error: BaseException | None) -> None:
         reason = redact(reason)
         log.error("giving up the session: %s", reason)
-        self.fatal = ev.Error(code="connection_failed", message=reason, fatal=True, source="server")
+        self.fatal = ev.Error(
+            code=ErrorCode.CONNECTION_FAILED, message=reason, fatal=True, source=ErrorSource.SERVER
+        )
         self._dispatcher.publish(self.fatal)
         if error is not None and self.lifecycle.state == _CONNECTING:
             self.failure = error  # connect() raises the original error (e.g. HandshakeError 401)

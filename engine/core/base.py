@@ -38,6 +38,7 @@ from engine.core.states import (
     plan_of,
     shared,
 )
+from engine.errors import ErrorCode, ErrorSource
 from engine.protocol import client as c
 from engine.protocol.config import SessionConfig
 from engine.protocol.items import Item
@@ -195,7 +196,7 @@ class CoreBase:
                 message = f"response {trigger!r} is not allowed in phase {old!r}"
             else:
                 message = f"{machine} {trigger!r} is not allowed in {old!r}"
-            self._error("illegal_transition", message, source="protocol")
+            self._error(ErrorCode.ILLEGAL_TRANSITION, message, source=ErrorSource.PROTOCOL)
             return False
         if machine == "conversation" and model.state != old:
             self._emit(ev.StateChanged(old=State(old), new=State(model.state)))
@@ -241,7 +242,9 @@ class CoreBase:
     def _emit(self, event: ev.UserEvent) -> None:
         self._out.append(Emit(event))
 
-    def _error(self, code: str, message: str, *, fatal: bool = False, source: str = "server") -> None:
+    def _error(
+        self, code: str, message: str, *, fatal: bool = False, source: str = ErrorSource.SERVER
+    ) -> None:
         level = logging.ERROR if fatal else logging.WARNING
         log.log(level, "%s error %s: %s", source, code, message)
         self._emit(ev.Error(code=code, message=message, fatal=fatal, source=source))

@@ -28,7 +28,7 @@ from engine.core.effects import CancelTools, Effect, GateAudio
 from engine.core.handlers import BENIGN_ERRORS, FATAL_ERROR_CODES, FATAL_ERROR_TYPES, Handlers
 from engine.core.restore import LOST_TURN_NOTE, RESUME_NOTE
 from engine.core.states import State, Voice
-from engine.errors import UpdateRejected
+from engine.errors import ErrorCode, ErrorSource, UpdateRejected
 from engine.protocol import client as c
 from engine.protocol.codec import AnyServerEvent
 from engine.protocol.config import SessionConfig
@@ -124,7 +124,7 @@ class Conversation(Handlers):
         """End the conversation; running tools are cancelled."""
         return self.handle(cmd.Close())
 
-    def protocol_error(self, message: str, code: str = "protocol_error") -> list[Effect]:
+    def protocol_error(self, message: str, code: str = ErrorCode.PROTOCOL_ERROR) -> list[Effect]:
         """Report a server message that could not be decoded; the conversation goes on."""
         return self.handle(cmd.ProtocolFault(message=message, code=code))
 
@@ -177,11 +177,13 @@ class Conversation(Handlers):
     def _refuse_closed(self, command: str) -> bool:
         if self.state is not State.CLOSED:
             return False
-        self._error("session_closed", f"{command}() after the session closed", source="local")
+        self._error(
+            ErrorCode.SESSION_CLOSED, f"{command}() after the session closed", source=ErrorSource.LOCAL
+        )
         return True
 
     def _protocol_fault(self, command: cmd.ProtocolFault) -> list[Effect]:
-        self._error(command.code, command.message, source="protocol")
+        self._error(command.code, command.message, source=ErrorSource.PROTOCOL)
         return self._flush()
 
     def _send_text(self, command: cmd.SendText) -> list[Effect]:
@@ -242,7 +244,11 @@ class Conversation(Handlers):
         call = self.calls.get(call_id)
         if call is None or call.answered:
             why = "unknown call" if call is None else "call already answered"
-            self._error("duplicate_tool_output", f"output for {call_id!r} dropped: {why}", source="local")
+            self._error(
+                ErrorCode.DUPLICATE_TOOL_OUTPUT,
+                f"output for {call_id!r} dropped: {why}",
+                source=ErrorSource.LOCAL,
+            )
             return self._flush()
         self._answer(call_id, command.output, is_error=command.is_error)
         self._maybe_continue_after_tools()

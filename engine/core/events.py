@@ -12,6 +12,7 @@ import attrs
 
 from engine.core.metrics import TurnMetrics
 from engine.core.states import Phase, State
+from engine.errors import ErrorSource
 from engine.protocol.items import Item, Usage
 
 
@@ -172,7 +173,7 @@ class Error:
     code: str
     message: str
     fatal: bool = False
-    source: str = "server"
+    source: str = ErrorSource.SERVER
 
 
 @attrs.frozen(kw_only=True)

@@ -26,6 +26,7 @@ from engine.core.base import RETRY_TIMER, log
 from engine.core.effects import ArmTimer, Emit
 from engine.core.restore import Restore
 from engine.core.states import Phase, State
+from engine.errors import ErrorCode, ErrorSource
 from engine.protocol import server as s
 from engine.protocol import server_response as r
 from engine.protocol.items import Item
@@ -76,7 +77,7 @@ class Handlers(Restore):
 
     def _on_error(self, event: s.ErrorEvent) -> None:
         detail = event.error
-        code = detail.code or detail.type or "server_error"
+        code = detail.code or detail.type or ErrorCode.SERVER_ERROR
         ours = detail.event_id is not None and detail.event_id == self._create_event_id
         if code in BENIGN_ERRORS:
             log.debug("benign server error %s: %s", code, detail.message)
@@ -202,14 +203,16 @@ class Handlers(Restore):
         self._user_text.pop(event.item_id, None)
         self._step("user_turn", "settled")
         message = event.error.message if event.error else "transcription failed"
-        self._error("transcription_failed", f"item {event.item_id}: {message}")
+        self._error(ErrorCode.TRANSCRIPTION_FAILED, f"item {event.item_id}: {message}")
 
     # ------------------------------------------------------------------ responses
 
     def _on_response_created(self, event: r.ResponseCreated) -> None:
         rid = event.response.id
         if self.phase is Phase.GENERATING:
-            self._error("unexpected_event", f"response.created for {rid} while {self._response_id} is active")
+            self._error(
+                ErrorCode.UNEXPECTED_EVENT, f"response.created for {rid} while {self._response_id} is active"
+            )
             self._response_id = rid
             return
         self._response_id = rid
@@ -226,7 +229,7 @@ class Handlers(Restore):
             self._interrupted.discard(response.id)
             return
         if self.phase is Phase.IDLE:
-            self._error("unexpected_event", f"response.done for {response.id}, which is not active")
+            self._error(ErrorCode.UNEXPECTED_EVENT, f"response.done for {response.id}, which is not active")
             return
         self._fire_response("done")
         self._response_id = None
@@ -245,7 +248,7 @@ class Handlers(Restore):
             error = (response.status_details or {}).get("error") or {}
             code = error.get("code") if isinstance(error, dict) else None
             message = error.get("message") if isinstance(error, dict) else None
-            self._error(str(code or "response_failed"), str(message or response.status_details))
+            self._error(str(code or ErrorCode.RESPONSE_FAILED), str(message or response.status_details))
         self.turns.add_usage(event.effective_usage)
         self._settle_calls(response.id)
         self._after_slot_freed()
@@ -261,9 +264,9 @@ class Handlers(Restore):
             pcm = binascii.a2b_base64(event.delta, strict_mode=True)
         except (binascii.Error, ValueError) as exc:
             self._error(
-                "invalid_audio",
+                ErrorCode.INVALID_AUDIO,
                 f"audio delta for item {event.item_id} is not base64: {exc}",
-                source="protocol",
+                source=ErrorSource.PROTOCOL,
             )
             return
         if (rid != self._response_id or self._resp.state != "generating") and not self._in_flight(event, rid):
@@ -356,10 +359,10 @@ class Handlers(Restore):
         if response_id is not None and response_id in self._interrupted:
             return False
         self._error(
-            "unexpected_event",
+            ErrorCode.UNEXPECTED_EVENT,
             f"{event.TYPE} for response {response_id}, which is not in flight "
             f"(phase {self._resp.state}, response {self._response_id})",
-            source="protocol",
+            source=ErrorSource.PROTOCOL,
         )
         return False
 
@@ -367,12 +370,18 @@ class Handlers(Restore):
 
     def _on_arguments_done(self, event: r.ResponseFunctionCallArgumentsDone) -> None:
         if not event.call_id:
-            self._error("invalid_event", "function_call_arguments.done without call_id", source="protocol")
+            self._error(
+                ErrorCode.INVALID_EVENT,
+                "function_call_arguments.done without call_id",
+                source=ErrorSource.PROTOCOL,
+            )
             return
         known = self.calls.get(event.call_id)
         if self.calls.finished(event.call_id) or (known is not None and known.started):
             self._error(
-                "duplicate_event", f"arguments for call {event.call_id} arrived twice", source="protocol"
+                ErrorCode.DUPLICATE_EVENT,
+                f"arguments for call {event.call_id} arrived twice",
+                source=ErrorSource.PROTOCOL,
             )
             return
         rid = event.response_id
