@@ -12,6 +12,7 @@ from typing import Any
 import attrs
 
 from engine.core.conversation import CoreOptions
+from engine.core.metrics import Prices
 from engine.protocol.config import PCM_RATES, ConfigError, SessionConfig
 from engine.protocol.fields import McpTool, McpToolChoice
 
@@ -38,6 +39,8 @@ class Profile:
             storm protection). A server-side session expiry or restart is not the
             caller hanging up, and a call must not go silent because the server closed
             politely. ``False``: a clean close by the server ends the session.
+        prices: what the service charges per million tokens (``TurnMetrics.cost``, the call
+            span's cost); ``None`` leaves costs unset. Override with ``attrs.evolve(profile, prices=...)``.
     """
 
     name: str
@@ -50,6 +53,7 @@ class Profile:
     extensions: tuple[str, ...] = ()
     features: tuple[str, ...] = ()
     server_close_reconnects: bool = True
+    prices: Prices | None = None
 
     def core_options(self) -> CoreOptions:
         """The protocol facts the pure core needs."""
@@ -57,6 +61,7 @@ class Profile:
             voice_locked_after_audio=self.voice_locked_after_audio,
             server_continues_after_tools=self.server_continues_after_tools,
             supports_truncation=self.supports_truncation,
+            prices=self.prices,
         )
 
     def without_extensions(self, config: SessionConfig) -> SessionConfig:
@@ -148,4 +153,15 @@ OPENAI = Profile(
     sample_rates=(24000,),
     features=GA_FEATURES,
     server_close_reconnects=True,  # sessions have a maximum duration; the call goes on past it
+    # gpt-realtime's published prices (USD per million tokens, 2025); override for other models.
+    prices=Prices(
+        input_text=4.0,
+        input_audio=32.0,
+        input_image=5.0,
+        cached_text=0.4,
+        cached_audio=0.4,
+        cached_image=0.5,
+        output_text=16.0,
+        output_audio=64.0,
+    ),
 )

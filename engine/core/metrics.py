@@ -30,6 +30,8 @@ class TurnMetrics:
     tool_seconds: float | None = None
     reconnect_seconds: float | None = None
     usage: Usage | None = None
+    cost: float | None = None
+    """What the turn's ``usage`` cost by the provider profile's :class:`Prices` (``None``: no table)."""
 
     @property
     def turn_start(self) -> float | None:
@@ -56,10 +58,72 @@ def _span(start: float | None, end: float | None) -> float | None:
     return None if start is None or end is None else end - start
 
 
+@attrs.frozen(kw_only=True)
+class Prices:
+    """Prices per million tokens, by direction and modality (a provider profile's table).
+
+    Tokens a provider does not break down by modality are priced as text;
+    cached input tokens at the ``cached_*`` price of their modality.
+    """
+
+    currency: str = "USD"
+    input_text: float = 0.0
+    input_audio: float = 0.0
+    input_image: float = 0.0
+    cached_text: float = 0.0
+    cached_audio: float = 0.0
+    cached_image: float = 0.0
+    output_text: float = 0.0
+    output_audio: float = 0.0
+
+    def cost(self, usage: Usage | None) -> float | None:
+        """What ``usage`` costs, in ``currency``; ``None`` without usage."""
+        if usage is None:
+            return None
+        counts = token_counts(usage)
+        return sum(getattr(self, key, 0.0) * n for key, n in counts.items()) / 1_000_000
+
+
+MODALITIES = ("text", "audio", "image")
+
+
+def token_counts(usage: Usage) -> dict[str, int]:
+    """Tokens by ``{input,cached,output}_{modality}`` (an undetailed remainder counts as text)."""
+    counts: dict[str, int] = {}
+    for direction, total, details in (
+        ("input", usage.input_tokens, usage.input_token_details),
+        ("output", usage.output_tokens, usage.output_token_details),
+    ):
+        details = details or {}
+        detailed = 0
+        for modality in MODALITIES:
+            n = _int(details.get(f"{modality}_tokens"))
+            detailed += n
+            counts[f"{direction}_{modality}"] = n
+        counts[f"{direction}_text"] += max(_int(total) - detailed, 0)
+    details = usage.input_token_details or {}
+    cached = details.get("cached_tokens_details")
+    if isinstance(cached, dict):
+        for modality in MODALITIES:
+            hit = min(_int(cached.get(f"{modality}_tokens")), counts[f"input_{modality}"])
+            counts[f"input_{modality}"] -= hit
+            counts[f"cached_{modality}"] = hit
+    else:  # cached tokens without a breakdown: priced as cached text
+        hit = min(_int(details.get("cached_tokens")), counts["input_text"])
+        counts["input_text"] -= hit
+        counts["cached_text"] = hit
+    return {key: n for key, n in counts.items() if n}
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
 class TurnClock:
     """Collects a turn's timestamps as the core sees them; ``finish`` returns the record."""
 
-    def __init__(self) -> None:
+    def __init__(self, prices: Prices | None = None) -> None:
+        self._prices = prices
         self._count = 0
         self._reset()
 
@@ -130,6 +194,7 @@ class TurnClock:
             "tool_seconds": self._tool_seconds if "tool" in fields else None,
             "reconnect_seconds": self._reconnect_seconds if "reconnect" in fields else None,
             "usage": self._usage,
+            "cost": self._prices.cost(self._usage) if self._prices is not None else None,
         }
         self._reset()
         return record
@@ -143,7 +208,25 @@ def _sum_usage(a: Usage, b: Usage) -> Usage:
         total_tokens=add(a.total_tokens, b.total_tokens),
         input_tokens=add(a.input_tokens, b.input_tokens),
         output_tokens=add(a.output_tokens, b.output_tokens),
+        input_token_details=_sum_details(a.input_token_details, b.input_token_details),
+        output_token_details=_sum_details(a.output_token_details, b.output_token_details),
     )
+
+
+def _sum_details(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Two token-detail dicts added key by key (nested dicts too; anything else kept from ``b``)."""
+    if a is None or b is None:
+        return a if b is None else b
+    out = dict(a)
+    for key, value in b.items():
+        mine = out.get(key)
+        if isinstance(value, dict) and isinstance(mine, dict):
+            out[key] = _sum_details(mine, value)
+        elif _int(value) or _int(mine):
+            out[key] = _int(mine) + _int(value)
+        else:
+            out[key] = value
+    return out
 
 
 def _f(value: object) -> float | None:
