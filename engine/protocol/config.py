@@ -41,6 +41,7 @@ from engine.protocol.fields import (
     truncation_from_wire,
     truncation_to_wire,
 )
+from engine.protocol.inworld import ProviderData, check_provider_data, provider_data_wire
 
 
 def _as_wire(value: Any) -> dict[str, Any]:
@@ -237,7 +238,8 @@ class SessionConfig:
         tools: function tools the model may call, and MCP servers (``McpTool``).
         tool_choice: ``auto``, ``none``, ``required``, the name of one function or an ``McpToolChoice``.
         max_output_tokens: 1-4096 or ``"inf"``.
-        provider_data: Inworld's ``providerData`` object, sent as is.
+        provider_data: Inworld's ``providerData``: a ``ProviderData`` or the raw dict, validated
+            either way and kept as its wire dict.
         noise_reduction: input noise reduction (``NoiseReduction``); GA only.
         reasoning: reasoning effort (``Reasoning``) of reasoning models; GA only.
         truncation: ``"auto"``, ``"disabled"`` or ``RetentionRatio``; GA only.
@@ -278,7 +280,9 @@ class SessionConfig:
     )
     tool_choice: str | McpToolChoice | None = attrs.field(default=None, validator=_check_tool_choice)
     max_output_tokens: int | str | None = attrs.field(default=None, validator=_check_max_tokens)
-    provider_data: dict[str, Any] | None = attrs.field(default=None, validator=_json_object("provider_data"))
+    provider_data: dict[str, Any] | None = attrs.field(
+        default=None, converter=provider_data_wire, validator=check_provider_data
+    )
     noise_reduction: NoiseReduction | None = attrs.field(
         default=None, validator=_named("noise_reduction", v.optional(v.instance_of(NoiseReduction)))
     )
@@ -297,6 +301,11 @@ class SessionConfig:
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ConfigError("tools", f"duplicate tool names {dupes}")
+
+    @property
+    def provider_settings(self) -> ProviderData | None:
+        """``provider_data`` as typed Inworld settings (unset: ``None``)."""
+        return None if self.provider_data is None else ProviderData.from_wire(self.provider_data)
 
     @property
     def function_tools(self) -> tuple[FunctionTool, ...]:
