@@ -212,7 +212,7 @@ class Supervisor:
                     await self._fail(decision.reason, error)
                     return
                 delay = decision.delay
-            self._dispatcher.publish(ev.Reconnecting(attempt=attempt, delay=delay))
+            self._dispatcher.publish(ev.Reconnecting(attempt=attempt, delay=delay, planned=planned))
             log.info("reconnecting (attempt %d) in %.2fs", attempt, delay)
             self._attempt = attempt
             await self._sleep(delay)

@@ -23,7 +23,7 @@ from engine.core import events as ev
 from engine.core.calls import CallLedger
 from engine.core.effects import ArmTimer, CancelTimer, Effect, Emit, Send
 from engine.core.history import History
-from engine.core.metrics import TurnClock
+from engine.core.metrics import Prices, TurnClock
 from engine.core.playback import PlaybackLedger
 from engine.core.states import (
     CORE_MACHINES,
@@ -71,6 +71,7 @@ class CoreOptions:
         supports_truncation: the server has ``conversation.item.truncate`` (and delete);
             without it a barge-in still cuts the local transcript but sends nothing.
         id_prefix: prefix of client-generated item and event ids.
+        prices: the provider's price table: each ``TurnMetrics`` gets its ``cost``.
     """
 
     response_created_timeout: float = 10.0
@@ -81,6 +82,7 @@ class CoreOptions:
     supports_truncation: bool = True
     max_history_items: int | None = 500
     id_prefix: str = "e"
+    prices: Prices | None = None
 
 
 DEFAULT_OPTIONS = CoreOptions()
@@ -129,7 +131,7 @@ class CoreBase:
         self._timers: set[str] = set()  # the deadlines that are armed
         self.ledger = PlaybackLedger(config.output_format.bytes_per_second / 1000)
         self._audio_responses: list[str | None] = []  # recent responses with audio, oldest first
-        self.turns = TurnClock()
+        self.turns = TurnClock(options.prices)
         self._announced: dict[str | None, None] = {}  # the newest item ids told to the app
         self._user_text: dict[str | None, str] = {}
         self._counter = 0

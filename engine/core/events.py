@@ -178,10 +178,14 @@ class Error:
 
 @attrs.frozen(kw_only=True)
 class Reconnecting:
-    """The socket dropped; attempt ``attempt`` starts after ``delay`` seconds."""
+    """The socket dropped; attempt ``attempt`` starts after ``delay`` seconds.
+
+    ``planned``: a rollover (``reset()``, ``max_session_duration``), not a failure.
+    """
 
     attempt: int
     delay: float
+    planned: bool = False
 
 
 @attrs.frozen(kw_only=True)
