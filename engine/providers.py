@@ -6,34 +6,71 @@ in its defaults for unset configuration, and states the facts the core needs
 an HTTP header can carry and wrapped in :class:`Secret`, whose ``repr`` and
 ``str`` never show it and which :mod:`engine.redaction` hides wherever a peer
 could echo it.
+
+The key may also be a callable (sync or async) returning it: :func:`dial`
+calls it for every connection, so a reconnect gets a fresh short-lived token
+(:mod:`engine.credentials` mints them); every value it returns is checked and
+wrapped in a :class:`Secret` like a static key.
 """
 
 from __future__ import annotations
 
+import inspect
 import uuid
-from typing import Any, Literal, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal, Protocol, TypeAlias
 from urllib.parse import urlencode
 
 import attrs
 
 from engine.core.conversation import CoreOptions
 from engine.profiles import INWORLD, OPENAI, Profile
-from engine.protocol.config import ConfigError, SessionConfig, Transcription
-from engine.redaction import Secret, install_log_redaction, transient_secret
+from engine.protocol import ConfigError
+from engine.protocol.config import SessionConfig, Transcription
+from engine.redaction import Secret, install_log_redaction, keep_secret, redact, transient_secret
 
-__all__ = ["INWORLD_URL", "OPENAI_URL", "Inworld", "OpenAI", "Provider", "Secret"]
+__all__ = [
+    "INWORLD_URL",
+    "OPENAI_URL",
+    "Inworld",
+    "KeySource",
+    "OpenAI",
+    "Provider",
+    "Secret",
+    "dial",
+    "endpoint_url",
+]
 
 INWORLD_URL = "wss://api.inworld.ai/api/v1/realtime/session"
 OPENAI_URL = "wss://api.openai.com/v1/realtime"
 
 
-def _api_key(value: str | Secret) -> Secret:
+KeyFunction: TypeAlias = Callable[[], "str | Secret | Awaitable[str | Secret]"]
+"""A callable returning the key (or an awaitable of it): called on every dial."""
+
+KeySource: TypeAlias = "str | Secret | KeyFunction"
+"""What ``api_key`` accepts: a key, or a callable returning one."""
+
+_NO_KEY = Secret("engine-placeholder-credential")
+"""Stands in for a callable's key where only the URL is wanted (it is never sent)."""
+
+
+def _api_key(value: KeySource) -> Secret | KeyFunction:
+    """A static key as a checked :class:`Secret`; a callable as it is (checked on every dial)."""
+    if callable(value) and not isinstance(value, Secret):
+        return value
+    return _checked_key(value)
+
+
+def _checked_key(value: str | Secret) -> Secret:
     """The key as a :class:`Secret`, refused if it cannot go in an HTTP header as it is.
 
     A CR or LF could inject a header, and control or non-ASCII characters are
     refused by (and then logged by) the WebSocket libraries; the message says
     which character is wrong and where, never the key.
     """
+    if not isinstance(value, str | Secret):
+        raise ConfigError("api_key", f"expected a string, got {type(value).__name__} (key not shown)")
     secret = Secret(value)
     for position, char in enumerate(secret.reveal(), start=1):
         if not "!" <= char <= "~":
@@ -50,6 +87,52 @@ def _api_key(value: str | Secret) -> Secret:
             )
     install_log_redaction()
     return secret
+
+
+async def resolve_key(source: Secret | KeyFunction) -> Secret:
+    """The key to dial with now: a static one, or what the callable returns (awaited if need be).
+
+    Every value is checked and kept for redaction even after the provider lets
+    it go (a server may echo a rotated key later). What the callable raises is
+    re-raised as a :class:`~engine.errors.TransportError` (redacted), so a minting
+    backend that is down counts as a failed attempt under the reconnect policy.
+    """
+    if isinstance(source, Secret):
+        return source
+    from engine.errors import TransportError
+
+    try:
+        value = source()
+        if inspect.isawaitable(value):
+            value = await value
+    except Exception as exc:
+        raise TransportError(f"the api_key callable failed: {redact(repr(exc))}") from None
+    secret = _checked_key(value)
+    keep_secret(secret)
+    return secret
+
+
+async def dial(provider: Provider) -> tuple[str, dict[str, str]]:
+    """URL and headers for one new connection, calling the provider's key callable if it has one."""
+    source = getattr(provider, "api_key", None)
+    if callable(source) and not isinstance(source, Secret):
+        return provider.endpoint(await resolve_key(source))
+    return provider.endpoint()
+
+
+def endpoint_url(provider: Provider) -> str:
+    """The URL a connection would go to, without calling a key callable (for recordings)."""
+    source = getattr(provider, "api_key", None)
+    key = _NO_KEY if callable(source) and not isinstance(source, Secret) else None
+    return provider.endpoint(key)[0]
+
+
+def _static(source: Secret | KeyFunction, key: Secret | None) -> Secret:
+    if key is not None:
+        return key
+    if isinstance(source, Secret):
+        return source
+    raise ConfigError("api_key", "the key is a callable: connect with `await dial(provider)`")
 
 
 def _join(url: str, query: dict[str, str]) -> str:
@@ -69,8 +152,12 @@ class Provider(Protocol):
         """What the provider can do."""
         ...
 
-    def endpoint(self) -> tuple[str, dict[str, str]]:
-        """URL (with query) and headers for one new connection."""
+    def endpoint(self, key: Secret | None = None) -> tuple[str, dict[str, str]]:
+        """URL (with query) and headers for one new connection.
+
+        ``key`` is the credential :func:`dial` resolved from a key callable;
+        ``None`` uses the provider's static key.
+        """
         ...
 
     def prepare(self, config: SessionConfig) -> SessionConfig:
@@ -87,13 +174,14 @@ class Inworld:
     """Inworld Realtime.
 
     Args:
-        api_key: the portal key (already Base64) for ``auth="basic"``, or a JWT for ``"bearer"``.
+        api_key: the portal key (already Base64) for ``auth="basic"``, or a JWT for ``"bearer"``;
+            or a callable (sync or async) returning one, called on every dial.
         url: the endpoint; point it at a local server for tests.
         auth: ``"basic"`` (server side) or ``"bearer"`` (a JWT minted by your backend).
         sdk_name: reported in ``providerData.metadata.sdk``.
     """
 
-    api_key: Secret = attrs.field(converter=_api_key)
+    api_key: Secret | KeyFunction = attrs.field(converter=_api_key)
     url: str = INWORLD_URL
     auth: Literal["basic", "bearer"] = attrs.field(default="basic")
     sdk_name: str = "engine"
@@ -105,10 +193,11 @@ class Inworld:
         if value.capitalize() not in self.profile.auth_schemes:
             raise ValueError(f"auth must be 'basic' or 'bearer', got {value!r}")
 
-    def endpoint(self) -> tuple[str, dict[str, str]]:
+    def endpoint(self, key: Secret | None = None) -> tuple[str, dict[str, str]]:
         """A fresh session key on every connect, as the service expects (docs/protocol.md §1.1)."""
         query = {"key": transient_secret(f"engine-realtime-{uuid.uuid4().hex}"), "protocol": "realtime"}
-        return _join(self.url, query), {"Authorization": f"{self.auth.capitalize()} {self.api_key.reveal()}"}
+        credential = _static(self.api_key, key).reveal()
+        return _join(self.url, query), {"Authorization": f"{self.auth.capitalize()} {credential}"}
 
     def prepare(self, config: SessionConfig) -> SessionConfig:
         """Inworld's defaults (docs/protocol.md §4.3) for unset fields; the client answers tools."""
@@ -137,21 +226,23 @@ class OpenAI:
     """OpenAI Realtime (GA).
 
     Args:
-        api_key: the API key (sent as ``Authorization: Bearer``).
+        api_key: the API key (sent as ``Authorization: Bearer``), or a callable (sync or
+            async) returning one (a client secret), called on every dial.
         model: the realtime model, fixed for the session by the URL.
         url: the endpoint; point it at a local server for tests.
     """
 
-    api_key: Secret = attrs.field(converter=_api_key)
+    api_key: Secret | KeyFunction = attrs.field(converter=_api_key)
     model: str = "gpt-realtime-2.1"
     url: str = OPENAI_URL
     name: str = attrs.field(default="openai", init=False)
     profile: Profile = OPENAI
 
-    def endpoint(self) -> tuple[str, dict[str, str]]:
+    def endpoint(self, key: Secret | None = None) -> tuple[str, dict[str, str]]:
         """The model goes in the query (docs/protocol.md §1.2)."""
         scheme = self.profile.auth_schemes[0]
-        return _join(self.url, {"model": self.model}), {"Authorization": f"{scheme} {self.api_key.reveal()}"}
+        credential = _static(self.api_key, key).reveal()
+        return _join(self.url, {"model": self.model}), {"Authorization": f"{scheme} {credential}"}
 
     def prepare(self, config: SessionConfig) -> SessionConfig:
         """Refuse what GA cannot do; drop Inworld-only extensions."""

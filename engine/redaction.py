@@ -109,6 +109,11 @@ def transient_secret(value: str) -> str:
     return value
 
 
+def keep_secret(secret: Secret) -> None:
+    """Keep redacting ``secret`` for a while after its owner drops it (a rotated, minted key)."""
+    _registry.keep(secret)
+
+
 def redact(text: str) -> str:
     """``text`` with every known secret (in every form it is sent in) replaced by ``***``."""
     if not text:

@@ -48,10 +48,17 @@ from engine.core.lifecycle import (
     LifecycleMachine,
 )
 from engine.core.states import Phase, State
-from engine.errors import ConnectionClosed, ErrorCode, ErrorSource, SessionClosed, TransportError
+from engine.errors import (
+    ConnectionClosed,
+    ErrorCode,
+    ErrorSource,
+    HandshakeError,
+    SessionClosed,
+    TransportError,
+)
 from engine.protocol.config import SessionConfig
 from engine.protocol.items import Item
-from engine.providers import Provider
+from engine.providers import Provider, dial, endpoint_url
 from engine.record import Recorder
 from engine.record import record as record_core
 from engine.redaction import redact
@@ -131,7 +138,7 @@ class Supervisor:
         conv = Conversation(config, clock=clock, history=history, options=options)
         if record is not None:
             self._recorder = Recorder(record[0], audio=record[1])
-            url = redact_url(self.provider.endpoint()[0])
+            url = redact_url(endpoint_url(self.provider))
             record_core(conv, self._recorder, clock, provider=self.provider.name, url=url)
         self.conv = conv
         self.lifecycle.guard_with(self._between_turns)
@@ -160,8 +167,9 @@ class Supervisor:
 
     # ------------------------------------------------------------------ the connection loop
 
-    def _open_transport(self) -> Any:
-        url, headers = self.provider.endpoint()
+    async def _open_transport(self) -> Any:
+        """Dial: the key callable, if any, is called now, so every socket gets a fresh credential."""
+        url, headers = await dial(self.provider)
         if self._connector is not None:
             return self._connector(url, headers, self.settings.transport)
         from engine.transports import connect
@@ -181,11 +189,12 @@ class Supervisor:
         assert effects is not None and conv is not None
         attempt = 0
         ready_drops = 0  # sockets of this run that reached ready, then died within healthy_after
+        refreshed = False  # this failure run already redialled at once after a 401
         while not lifecycle.ending:
             error: BaseException | None = None
             self._ready_at = None
             try:
-                async with self._open_transport() as transport:
+                async with await self._open_transport() as transport:
                     await self._run_socket(transport)
             except (TransportError, ValueError) as exc:
                 error = exc
@@ -206,7 +215,12 @@ class Supervisor:
                 await self.shutdown(f"the server closed the session: {error}", abort=True)
                 return
             delay = 0.0
-            if not planned:
+            if uptime is not None:
+                refreshed = False
+            if not planned and not refreshed and self._refreshable(error):
+                refreshed = True  # an expired token: call the key callable again, once, at once
+                log.warning("the server refused the credentials (HTTP 401): dialling with a fresh key")
+            elif not planned:
                 decision = policy.decide(attempt, error, self._random(), ready_drops=ready_drops)
                 if decision.delay is None:
                     await self._fail(decision.reason, error)
@@ -216,6 +230,11 @@ class Supervisor:
             log.info("reconnecting (attempt %d) in %.2fs", attempt, delay)
             self._attempt = attempt
             await self._sleep(delay)
+
+    def _refreshable(self, error: BaseException | None) -> bool:
+        """A 401 with a key callable: a fresh key may help (once; then the 401 is fatal)."""
+        source = getattr(self.provider, "api_key", None)
+        return isinstance(error, HandshakeError) and error.status == 401 and callable(source)
 
     def _ends_session(self, error: BaseException | None) -> bool:
         """True when the server closed cleanly and the provider's profile says that ends the session."""
