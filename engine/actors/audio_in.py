@@ -39,6 +39,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from engine.actors.group import Starter
 from engine.actors.outbox import Outbox
+from engine.errors import UsageTypeError
 from engine.protocol.codec import encode_audio_append
 from engine.protocol.config import AudioFormat
 
@@ -123,7 +124,9 @@ class AudioIn:
                 ``str`` is a caller's mistake, not silence).
         """
         if not isinstance(pcm, bytes | bytearray | memoryview):
-            raise TypeError(f"send_audio() takes bytes, bytearray or memoryview, not {type(pcm).__name__}")
+            raise UsageTypeError(
+                f"send_audio() takes bytes, bytearray or memoryview, not {type(pcm).__name__}"
+            )
         if self._paused or not pcm:
             return
         # Re-chunk here, in the caller's task: the actor wakes once per whole chunk
@@ -147,7 +150,7 @@ class AudioIn:
             TypeError: as :meth:`put`.
         """
         if not isinstance(pcm, bytes | bytearray | memoryview):
-            raise TypeError(
+            raise UsageTypeError(
                 f"send_audio_nowait() takes bytes, bytearray or memoryview, not {type(pcm).__name__}"
             )
         if self._paused or not pcm:

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 import attrs
 
-from engine.errors import ErrorCode
+from engine.errors import ErrorCode, UsageTypeError, UsageValueError
 from engine.protocol import client as c
 from engine.protocol._wire import from_wire, to_wire
 from engine.protocol.config import SessionConfig, config_from_wire
@@ -28,7 +28,7 @@ def _require(command: str, name: str, value: Any, kind: type | tuple[type, ...],
     """Refuse an argument of the wrong type at the call, before anything changes."""
     kinds = kind if isinstance(kind, tuple) else (kind,)
     if not isinstance(value, kind) or (isinstance(value, bool) and bool not in kinds):
-        raise TypeError(f"{command}(): {name} must be {expected}, got {type(value).__name__}")
+        raise UsageTypeError(f"{command}(): {name} must be {expected}, got {type(value).__name__}")
 
 
 def _require_sendable(command: str, what: str, event: c.ClientEvent) -> None:
@@ -36,9 +36,9 @@ def _require_sendable(command: str, what: str, event: c.ClientEvent) -> None:
     try:
         json.dumps(to_wire(event), allow_nan=False)
     except TypeError as exc:
-        raise TypeError(f"{command}(): {what} cannot be sent: {exc}") from None
+        raise UsageTypeError(f"{command}(): {what} cannot be sent: {exc}") from None
     except (ValueError, RecursionError) as exc:
-        raise ValueError(f"{command}(): {what} cannot be sent: {exc}") from None
+        raise UsageValueError(f"{command}(): {what} cannot be sent: {exc}") from None
 
 
 @attrs.frozen(kw_only=True)
@@ -173,7 +173,7 @@ class AudioPlayed:
         _require("audio_played", "item_id", self.item_id, str, "a str")
         _require("audio_played", "ms", self.ms, (int, float), "a number of milliseconds")
         if not (math.isfinite(self.ms) and self.ms >= 0):
-            raise ValueError(f"audio_played(): ms must be finite and not negative, got {self.ms!r}")
+            raise UsageValueError(f"audio_played(): ms must be finite and not negative, got {self.ms!r}")
 
 
 @attrs.frozen(kw_only=True)

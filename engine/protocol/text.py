@@ -20,6 +20,7 @@ import json
 import re
 from typing import Any
 
+from engine.errors import UsageValueError
 from engine.protocol._wire import to_wire
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -35,12 +36,12 @@ tool-result text a model can use, and far below those limits.
 
 
 def check_text(text: str, what: str = "text") -> None:
-    """Raise ``ValueError`` if ``text`` cannot be sent as UTF-8 (it holds a lone surrogate)."""
+    """Raise ``ValueError`` (a ``UsageValueError``) if ``text`` cannot be sent as UTF-8 (a lone surrogate)."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
         at = exc.start
-        raise ValueError(
+        raise UsageValueError(
             f"{what} holds a lone surrogate {text[at]!r} at index {at}, which UTF-8 cannot encode"
         ) from None
 
@@ -115,13 +116,13 @@ def check_item(item: Any, limit: int, what: str = "item") -> None:
     text = json.dumps(to_wire(item), ensure_ascii=False, separators=(",", ":"))
     if has_surrogates(text):
         found = _SURROGATE.search(text)
-        raise ValueError(
+        raise UsageValueError(
             f"{what} holds a lone surrogate {found.group() if found else ''!r} (an unpaired UTF-16 half), "
             "which UTF-8 cannot encode"
         )
     size = len(text.encode("utf-8"))
     if size > limit:
-        raise ValueError(
+        raise UsageValueError(
             f"{what} is {size} bytes as a conversation item, more than the {limit} the session "
             "sends (SessionSettings.max_item_bytes)"
         )
