@@ -46,7 +46,7 @@ from engine.core.states import Phase, State
 from engine.errors import EngineError, SessionClosed, leaves
 from engine.protocol.client import ResponseParams
 from engine.protocol.config import SessionConfig
-from engine.protocol.items import Item
+from engine.protocol.items import Item, image_data_url
 from engine.protocol.text import check_item, check_text
 from engine.providers import Provider
 from engine.tools import Tool
@@ -302,6 +302,32 @@ class Session:
             check_item(Item.user_text(text), self.settings.max_item_bytes, "send_text()")
         await anyio.lowlevel.checkpoint()
         await effects.apply(conv.handle(cmd.SendText(text=text)))
+
+    async def send_image(
+        self,
+        data: bytes | bytearray | memoryview | None = None,
+        *,
+        mime: str = "image/png",
+        url: str | None = None,
+        detail: str | None = None,
+        text: str | None = None,
+    ) -> None:
+        """Add a user message with an image (``input_image``), and ``text`` beside it if given.
+
+        No response is asked for: follow with ``send_text()`` or ``create_response()``.
+
+        Raises:
+            NotConnected / SessionClosed: as ``send_text()``.
+            ConfigError: the provider's profile does not take images (refused locally).
+            TypeError / ValueError: bad ``data``/``url``/``mime``/``detail``, or the item is larger
+                than ``settings.max_item_bytes``; nothing is sent.
+        """
+        conv, effects = self._live()
+        self.provider.profile.check_feature("image_input", "send_image()")
+        item = Item.user_image(image_data_url(data, mime, url), detail=detail, text=text)
+        check_item(item, self.settings.max_item_bytes, "send_image()")
+        await anyio.lowlevel.checkpoint()
+        await effects.apply(conv.handle(cmd.AddItem(item=item)))
 
     async def send_audio(self, pcm: bytes | bytearray | memoryview) -> None:
         """Stream caller audio in the session's input format; any length, any rate of calls.

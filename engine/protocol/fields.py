@@ -39,8 +39,6 @@ REASONING_EFFORTS = ("minimal", "low", "medium", "high", "xhigh")
 TRUNCATION_MODES = ("auto", "disabled")
 INCLUDE_VALUES = ("item.input_audio_transcription.logprobs",)
 APPROVAL_MODES = ("always", "never")
-IMAGE_MIME_TYPES = ("image/png", "image/jpeg")
-"""The image formats GA accepts in an ``input_image`` part."""
 
 
 @attrs.frozen(kw_only=True)

@@ -7,22 +7,32 @@ legacy content types such as ``text``/``audio``, and a top-level ``usage``).
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import attrs
+
+from engine.errors import UsageTypeError, UsageValueError
+
+IMAGE_MIME_TYPES = ("image/png", "image/jpeg")
+"""The image formats GA documents for an ``input_image`` part."""
+IMAGE_DETAILS = ("auto", "low", "high")
 
 
 @attrs.frozen(kw_only=True)
 class ContentPart:
     """One part of a message: ``input_text``, ``input_audio``, ``output_text``, ``output_audio``...
 
-    ``audio`` is base64 and is normally absent in server echoes.
+    ``audio`` is base64 and is normally absent in server echoes. An
+    ``input_image`` part carries ``image_url`` (a ``data:`` URI) and ``detail``.
     """
 
     type: str
     text: str | None = None
     transcript: str | None = None
     audio: str | None = None
+    image_url: str | None = None
+    detail: str | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -47,6 +57,18 @@ class Item:
     def user_text(cls, text: str, *, id: str | None = None) -> Item:
         """A user message with one ``input_text`` part."""
         return cls(type="message", id=id, role="user", content=(ContentPart(type="input_text", text=text),))
+
+    @classmethod
+    def user_image(
+        cls, image_url: str, *, detail: str | None = None, text: str | None = None, id: str | None = None
+    ) -> Item:
+        """A user message with an ``input_image`` part (and an ``input_text`` part if ``text`` is given)."""
+        if detail is not None and detail not in IMAGE_DETAILS:
+            raise UsageValueError(f"detail must be one of {IMAGE_DETAILS}, got {detail!r}")
+        parts = [ContentPart(type="input_image", image_url=image_url, detail=detail)]
+        if text is not None:
+            parts.append(ContentPart(type="input_text", text=text))
+        return cls(type="message", id=id, role="user", content=tuple(parts))
 
     @classmethod
     def system_text(cls, text: str, *, id: str | None = None) -> Item:
@@ -124,3 +146,30 @@ class RateLimit:
     limit: int | None = None
     remaining: int | None = None
     reset_seconds: float | None = None
+
+
+def image_data_url(
+    data: bytes | bytearray | memoryview | None, mime: str = "image/png", url: str | None = None
+) -> str:
+    """The ``image_url`` of an ``input_image`` part: ``data`` as a base64 ``data:`` URI, or ``url`` as given.
+
+    Raises:
+        UsageTypeError: ``data`` is not bytes-like, or ``url`` not a string.
+        UsageValueError: both or neither of ``data`` and ``url``; a MIME type GA does not take;
+            a ``url`` that is neither ``data:image/`` nor ``https://``.
+    """
+    if (data is None) == (url is None):
+        raise UsageValueError("give the image as data (bytes) or as url, not both or neither")
+    if url is not None:
+        if not isinstance(url, str):
+            raise UsageTypeError(f"url must be a str, got {type(url).__name__}")
+        if not url.startswith(("data:image/", "https://")):
+            raise UsageValueError(f"url must be a data:image/ URI or an https:// URL, got {url[:40]!r}")
+        return url
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise UsageTypeError(f"data must be bytes, got {type(data).__name__}")
+    if mime not in IMAGE_MIME_TYPES:
+        raise UsageValueError(f"mime must be one of {IMAGE_MIME_TYPES}, got {mime!r}")
+    if not data:
+        raise UsageValueError("the image is empty")
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
