@@ -42,8 +42,8 @@ from engine.core import events as ev
 from engine.core.conversation import Conversation
 from engine.core.diagram import diagram
 from engine.core.lifecycle import Lifecycle, LifecycleMachine
-from engine.core.states import Phase, State
-from engine.errors import EngineError, SessionClosed, leaves
+from engine.core.states import CORE_MACHINES, Phase, State
+from engine.errors import NotConnected, SessionClosed, UsageError, UsageTypeError, unwrap
 from engine.protocol.client import ResponseParams
 from engine.protocol.config import SessionConfig
 from engine.protocol.items import Item, image_data_url
@@ -71,8 +71,14 @@ class Session:
         record_audio: keep audio bytes in the recording (default: lengths only).
 
     Every command (``send_*``, ``commit_audio``, ``clear_audio``, ``create_response``,
-    ``cancel_response``, ``interrupt``, ``update``, ``reset``) raises ``SessionClosed``
-    when the session is not connected (before ``connect()``, or once closing).
+    ``cancel_response``, ``interrupt``, ``update``, ``reset``) raises ``NotConnected``
+    before ``connect()`` and ``SessionClosed`` once the session is closing or closed
+    (its ``reason`` and ``error`` say why). Misuse raises a ``UsageError`` (a ``TypeError``
+    or ``ValueError`` too where that is what it is) and sends nothing; what the server
+    does wrong arrives as ``Error`` events (``engine.errors`` states the policy).
+
+    Raises:
+        ValueError: a ``history`` entry cannot be sent (too large, or text UTF-8 cannot carry).
     """
 
     def __init__(
@@ -196,6 +202,18 @@ class Session:
         return conv.config if conv is not None else self._config
 
     @property
+    def states(self) -> Mapping[str, str]:
+        """Every machine's current state by machine name (``lifecycle`` included), a snapshot.
+
+        The names are those of ``engine.core.states.MACHINES``; before the first connect the
+        core's machines read their initial states.
+        """
+        conv = self._supervisor.conv
+        current = dict(conv.states) if conv is not None else _initial_states()
+        current["lifecycle"] = str(self._lifecycle.current)
+        return current
+
+    @property
     def _conv(self) -> Conversation | None:
         return self._supervisor.conv
 
@@ -217,14 +235,14 @@ class Session:
         (``Reconnecting`` / ``Reconnected`` events) without leaving the body.
 
         Raises:
-            EngineError: the session was connected (or closed) before: a session connects once.
+            UsageError: the session was connected (or closed) before: a session connects once.
             HandshakeError: the server refused the connection (401/403: bad credentials).
             TransportError: the socket could not be opened (after the retries of ``settings.reconnect``).
-            SessionClosed: the session ended under the body (a fatal error; ``Closed`` says which).
+            SessionClosed: the session ended under the body (``error`` is the fatal ``Error``).
             TimeoutError: not ready within ``settings.ready_timeout``.
         """
         if self._lifecycle.current is not Lifecycle.NEW:
-            raise EngineError("a session connects once; create a new Session to connect again")
+            raise UsageError("a session connects once; create a new Session to connect again")
         supervisor = self._supervisor
         body_done = False
         try:
@@ -251,14 +269,14 @@ class Session:
                     with anyio.CancelScope(shield=True):
                         await supervisor.shutdown("closed by the application")
         except BaseExceptionGroup as group_error:
-            raise _unwrap(group_error) from None
+            raise unwrap(group_error, cancelled=anyio.get_cancelled_exc_class()) from None
         finally:
             self._group = None
         if not body_done:
             # The session ended under the body; say why instead of returning quietly.
             if supervisor.failure is not None:
                 raise supervisor.failure
-            raise SessionClosed(f"the session ended: {supervisor.why()}")
+            raise self._closed("the session ended")
 
     async def aclose(self) -> None:
         """Close the session (idempotent); returns within ``settings.close_timeout``.
@@ -278,7 +296,8 @@ class Session:
         """Start a fresh server conversation on a new socket, restoring the mirrored history.
 
         Raises:
-            SessionClosed: the session is not connected, or closed before it was back.
+            NotConnected: before ``connect()``.
+            SessionClosed: the session is closing, or closed before it was back.
             TimeoutError: not back within ``settings.ready_timeout``.
         """
         self._live()
@@ -292,7 +311,9 @@ class Session:
         """Add a user text message and ask for a response (coalesced if one is in flight).
 
         Raises:
-            TypeError: ``text`` is not a ``str``.
+            NotConnected: before ``connect()``.
+            SessionClosed: the session is closing or closed.
+            TypeError: ``text`` is not a ``str`` (a ``UsageTypeError``).
             ValueError: ``text`` holds a lone surrogate (UTF-8 cannot carry it) or is
                 larger than ``settings.max_item_bytes`` as an item; nothing is sent.
         """
@@ -340,7 +361,9 @@ class Session:
         inbox are full.
 
         Raises:
-            TypeError: ``pcm`` is not bytes, bytearray or memoryview.
+            NotConnected: before ``connect()``.
+            SessionClosed: the session is closing or closed.
+            TypeError: ``pcm`` is not bytes, bytearray or memoryview (a ``UsageTypeError``).
         """
         _, effects = self._live()
         await anyio.lowlevel.checkpoint_if_cancelled()
@@ -357,10 +380,12 @@ class Session:
         nothing is raised, since an audio callback can neither wait nor recover.
 
         Raises:
-            TypeError: ``pcm`` is not bytes, bytearray or memoryview.
+            NotConnected: before ``connect()``.
+            SessionClosed: the session is closing or closed.
+            TypeError: ``pcm`` is not bytes, bytearray or memoryview (a ``UsageTypeError``).
         """
         if not isinstance(pcm, bytes | bytearray | memoryview):
-            raise TypeError(
+            raise UsageTypeError(
                 f"send_audio_nowait() takes bytes, bytearray or memoryview, not {type(pcm).__name__}"
             )
         _, effects = self._live()
@@ -371,7 +396,7 @@ class Session:
         try:
             self._call_soon(self._audio_from_thread, bytes(pcm))
         except RuntimeError:  # the loop is gone (asyncio: closed; trio: RunFinishedError)
-            raise SessionClosed("the session is not connected") from None
+            raise self._closed("the session is closed") from None
 
     def _audio_from_thread(self, pcm: bytes) -> None:
         effects = self._supervisor.effects
@@ -379,33 +404,59 @@ class Session:
             effects.audio.put_nowait(pcm)
 
     async def commit_audio(self) -> None:
-        """End the user's turn by hand (manual turns): flush buffered audio, then commit."""
+        """End the user's turn by hand (manual turns): flush buffered audio, then commit.
+
+        Raises:
+            NotConnected: before ``connect()``.
+            SessionClosed: the session is closing or closed.
+        """
         conv, effects = self._live()
         await anyio.lowlevel.checkpoint()
         await effects.audio.flush()
         await effects.apply(conv.handle(cmd.CommitAudio()))
 
     async def clear_audio(self) -> None:
-        """Discard the user's uncommitted audio on the server (and what is not sent yet here)."""
+        """Discard the user's uncommitted audio on the server (and what is not sent yet here).
+
+        Raises:
+            NotConnected: before ``connect()``.
+            SessionClosed: the session is closing or closed.
+        """
         conv, effects = self._live()
         effects.audio.clear()
         await anyio.lowlevel.checkpoint()
         await effects.apply(conv.handle(cmd.ClearAudio()))
 
     async def create_response(self, params: ResponseParams | None = None) -> None:
-        """Ask for a response now (coalesced with one already in flight)."""
+        """Ask for a response now (coalesced with one already in flight).
+
+        Raises:
+            NotConnected: before ``connect()``.
+            SessionClosed: the session is closing or closed.
+            TypeError: ``params`` is not a ``ResponseParams`` (a ``UsageTypeError``).
+        """
         conv, effects = self._live()
         await anyio.lowlevel.checkpoint()
         await effects.apply(conv.handle(cmd.CreateResponse(params=params)))
 
     async def cancel_response(self) -> None:
-        """Cancel the response in flight (deferred until the server has named it)."""
+        """Cancel the response in flight (deferred until the server has named it).
+
+        Raises:
+            NotConnected: before ``connect()``.
+            SessionClosed: the session is closing or closed.
+        """
         conv, effects = self._live()
         await anyio.lowlevel.checkpoint()
         await effects.apply(conv.handle(cmd.CancelResponse()))
 
     async def interrupt(self) -> None:
-        """Cut the assistant off as a barge-in would: ``Interrupted``, queued audio dropped, cancel."""
+        """Cut the assistant off as a barge-in would: ``Interrupted``, queued audio dropped, cancel.
+
+        Raises:
+            NotConnected: before ``connect()``.
+            SessionClosed: the session is closing or closed.
+        """
         conv, effects = self._live()
         await anyio.lowlevel.checkpoint()
         await effects.apply(conv.handle(cmd.Interrupt()))
@@ -469,12 +520,12 @@ class Session:
 
         Raises:
             TimeoutError: none within ``timeout`` seconds.
-            SessionClosed: the session closed first.
+            SessionClosed: the session closed first (``reason`` and ``error`` say why).
         """
         try:
             result: E = await self._dispatcher.wait_for(kind, timeout)
         except EOFError:
-            raise SessionClosed("the session closed before the event arrived") from None
+            raise self._closed("the session closed before the event arrived") from None
         return result
 
     def events(self, *types: type) -> EventStream:
@@ -487,11 +538,19 @@ class Session:
 
     # ------------------------------------------------------------------ plumbing
 
+    def _closed(self, message: str) -> SessionClosed:
+        """``SessionClosed`` saying why the session ended, with the fatal ``Error`` if one ended it."""
+        why = self._supervisor.why()
+        text = message if why == "closed" else f"{message}: {why}"
+        return SessionClosed(text, reason=why, error=self._supervisor.fatal)
+
     def _live(self) -> tuple[Conversation, Interpreter]:
         supervisor = self._supervisor
         conv, effects = supervisor.conv, supervisor.effects
+        if self._lifecycle.current is Lifecycle.NEW:
+            raise NotConnected("the session is not connected yet: use `async with session.connect()`")
         if conv is None or effects is None or self._lifecycle.ending:
-            raise SessionClosed("the session is not connected")
+            raise self._closed("the session is closed")
         return conv, effects
 
     def _with_tools(self, config: SessionConfig) -> SessionConfig:
@@ -502,9 +561,6 @@ class Session:
         return attrs.evolve(config, tools=config.tools + extra)
 
 
-def _unwrap(group: BaseExceptionGroup[Any]) -> BaseException:
-    """The one exception worth raising out of a task group's group."""
-    found = leaves(group)
-    cancel = anyio.get_cancelled_exc_class()
-    real = [e for e in found if not isinstance(e, cancel)]
-    return (real or found)[0]
+def _initial_states() -> dict[str, str]:
+    """Every core machine's initial state, by name (before the first connect)."""
+    return {name: str(spec.initial) for name, spec in CORE_MACHINES.items()}
