@@ -28,7 +28,7 @@ from engine.core.effects import CancelTools, Effect, GateAudio
 from engine.core.handlers import BENIGN_ERRORS, FATAL_ERROR_CODES, FATAL_ERROR_TYPES, Handlers
 from engine.core.restore import LOST_TURN_NOTE, RESUME_NOTE
 from engine.core.states import State, Voice
-from engine.errors import ErrorCode, ErrorSource, UpdateRejected
+from engine.errors import ErrorCode, ErrorSource, UpdateRejected, UsageTypeError
 from engine.protocol import client as c
 from engine.protocol.codec import AnyServerEvent
 from engine.protocol.config import SessionConfig
@@ -104,7 +104,7 @@ class Conversation(Handlers):
         """
         run = self._commands.get(type(command))
         if run is None:
-            raise TypeError(f"handle(): not a core command: {type(command).__name__}")
+            raise UsageTypeError(f"handle(): not a core command: {type(command).__name__}")
         out = run(command)
         if self.observer is not None:
             self.observer(command, out)
