@@ -275,7 +275,11 @@ class Handlers(Restore):
         ledger = self.ledger
         if not ledger.has_audio(rid):
             self._step("voice", "audio_produced")
-            self.turns.mark("first_audio_received", now)
+        if self.turns.get("first_audio_received") is None:
+            # A preamble is spoken but is not the answer: timed apart (docs/protocol.md §5.1).
+            spoken = self.history.get(event.item_id)
+            preamble = spoken is not None and spoken.is_preamble
+            self.turns.mark("preamble_audio_received" if preamble else "first_audio_received", now)
             self._audio_responses.append(rid)
             while len(self._audio_responses) > 2:
                 ledger.forget(self._audio_responses.pop(0))

@@ -67,6 +67,13 @@ class History:
         self._items[item_id] = item
         return item
 
+    def last_answer(self) -> Item | None:
+        """The latest assistant message that is an answer, not a preamble (``Item.is_preamble``)."""
+        for item in reversed(self.items()):
+            if item.type == "message" and item.role == "assistant" and not item.is_preamble:
+                return item
+        return None
+
     def remove(self, item_id: str | None) -> None:
         """Forget an item (deleted on the server)."""
         if item_id is not None:

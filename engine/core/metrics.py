@@ -25,6 +25,7 @@ class TurnMetrics:
     response_requested: float | None = None
     response_created: float | None = None
     first_audio_received: float | None = None
+    """The first audio of the answer: a preamble's (``Item.is_preamble``) is not counted here."""
     first_audio_played: float | None = None
     response_done: float | None = None
     tool_seconds: float | None = None
@@ -32,6 +33,8 @@ class TurnMetrics:
     usage: Usage | None = None
     cost: float | None = None
     """What the turn's ``usage`` cost by the provider profile's :class:`Prices` (``None``: no table)."""
+    preamble_audio_received: float | None = None
+    """The first audio of a preamble spoken before the answer (``None``: no preamble)."""
 
     @property
     def turn_start(self) -> float | None:
@@ -195,6 +198,7 @@ class TurnClock:
             "reconnect_seconds": self._reconnect_seconds if "reconnect" in fields else None,
             "usage": self._usage,
             "cost": self._prices.cost(self._usage) if self._prices is not None else None,
+            "preamble_audio_received": _f(fields.get("preamble_audio_received")),
         }
         self._reset()
         return record

@@ -52,6 +52,9 @@ class Item:
     name: str | None = None
     arguments: str | None = None
     output: str | None = None
+    phase: str | None = None
+    """On models that speak a preamble, an assistant message's ``commentary`` (the preamble)
+    or ``final_answer`` (docs/protocol.md §5.1); ``None`` elsewhere."""
 
     @classmethod
     def user_text(cls, text: str, *, id: str | None = None) -> Item:
@@ -91,6 +94,11 @@ class Item:
     def function_call_output(cls, call_id: str, output: str, *, id: str | None = None) -> Item:
         """The answer to a function call."""
         return cls(type="function_call_output", id=id, call_id=call_id, output=output)
+
+    @property
+    def is_preamble(self) -> bool:
+        """An assistant preamble (``phase: "commentary"``): spoken, but not the turn's answer."""
+        return self.phase == "commentary"
 
     @property
     def text(self) -> str:
