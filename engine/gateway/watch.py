@@ -52,14 +52,9 @@ _READERS: dict[str, Callable[[Any], Any]] = {
 
 
 def _core_states(session: Any) -> Mapping[str, Any]:
-    """Every core machine's state, from ``session.states`` or else the live core's ``states``."""
+    """Every machine's state from the public ``Session.states`` (``{}`` for an object without it)."""
     public = getattr(session, "states", None)
-    if isinstance(public, Mapping):
-        return public
-    # The Session has no public mapping of all its machines yet: read the live conversation core's.
-    core = getattr(getattr(session, "_supervisor", None), "conv", None)
-    found = getattr(core, "states", None)
-    return found if isinstance(found, Mapping) else {}
+    return public if isinstance(public, Mapping) else {}
 
 
 def machine_states(session: Any) -> dict[str, str]:

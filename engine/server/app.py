@@ -23,7 +23,7 @@ from urllib.parse import urlencode
 import anyio
 import anyio.abc
 
-from engine.errors import leaves
+from engine.errors import unwrap
 from engine.server.connection import ServerConnection
 from engine.server.faults import NO_FAULTS, Faults, Quirks, Replay
 from engine.server.handshake import check_request, dialect_of
@@ -233,9 +233,5 @@ class LocalServer:
 
 
 def _raise_one(group: BaseExceptionGroup[BaseException]) -> NoReturn:
-    """Re-raise the one real exception of a task group (the caller's own, usually)."""
-    cancelled = anyio.get_cancelled_exc_class()
-    real = [exc for exc in leaves(group) if not isinstance(exc, cancelled)]
-    if len(real) == 1:
-        raise real[0] from None
-    raise group
+    """Re-raise the one exception of a task group (the caller's own, usually): errors.unwrap's policy."""
+    raise unwrap(group, cancelled=anyio.get_cancelled_exc_class()) from None

@@ -35,7 +35,7 @@ import trio
 import trio_websocket as tw
 import wsproto.utilities
 
-from engine.errors import ConnectionClosed, EngineError, HandshakeError, TransportError, leaves
+from engine.errors import ConnectionClosed, EngineError, HandshakeError, TransportError, unwrap
 from engine.redaction import redact
 from engine.transports.base import (
     HUNG_UP,
@@ -307,11 +307,7 @@ def _raise_one(group: BaseExceptionGroup[BaseException], *, handshake: bool = Fa
     group may cross the public API. Cancellations are dropped when something
     else failed; with several real failures the caller's own comes first.
     """
-    found = leaves(group)
-    real = [exc for exc in found if not isinstance(exc, trio.Cancelled)]
-    chosen = (
-        next((e for e in real if map_error(e, handshake=handshake) is e), real[0]) if real else found[0]
-    )
+    chosen = unwrap(group, cancelled=trio.Cancelled, prefer=lambda e: map_error(e, handshake=handshake) is e)
     mapped = map_error(chosen, handshake=handshake)
     if mapped is not chosen:
         raise mapped from cause_of(chosen)
