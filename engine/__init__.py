@@ -31,6 +31,15 @@ from engine.protocol.config import (
     SessionConfig,
     Transcription,
 )
+from engine.protocol.fields import (
+    McpTool,
+    McpToolChoice,
+    NoiseReduction,
+    PromptRef,
+    Reasoning,
+    RetentionRatio,
+)
+from engine.protocol.inworld import ProviderData
 from engine.protocol.items import Item
 from engine.providers import Inworld, OpenAI, Secret
 from engine.tools import Tool
@@ -82,11 +91,18 @@ __all__ = [
     "Inworld",
     "Item",
     "Lifecycle",
+    "McpTool",
+    "McpToolChoice",
+    "NoiseReduction",
     "OpenAI",
     "Phase",
+    "PromptRef",
     "ProtocolError",
+    "ProviderData",
+    "Reasoning",
     "ReconnectPolicy",
     "ResponseParams",
+    "RetentionRatio",
     "Secret",
     "SemanticVad",
     "ServerVad",

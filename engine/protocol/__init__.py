@@ -26,6 +26,16 @@ from engine.protocol.config import (
     Transcription,
     TurnDetection,
 )
+from engine.protocol.fields import (
+    ApprovalFilter,
+    McpTool,
+    McpToolChoice,
+    NoiseReduction,
+    PromptRef,
+    Reasoning,
+    RetentionRatio,
+)
+from engine.protocol.inworld import ProviderData
 from engine.protocol.items import ContentPart, ErrorDetail, Item, RateLimit, Response, Usage
 from engine.protocol.server import UnknownServerEvent
 
@@ -33,6 +43,7 @@ __all__ = [
     "CLIENT_EVENTS",
     "SERVER_EVENTS",
     "AnyServerEvent",
+    "ApprovalFilter",
     "AudioFormat",
     "ClientEvent",
     "ConfigError",
@@ -40,10 +51,17 @@ __all__ = [
     "ErrorDetail",
     "FunctionTool",
     "Item",
+    "McpTool",
+    "McpToolChoice",
+    "NoiseReduction",
+    "PromptRef",
+    "ProviderData",
     "RateLimit",
+    "Reasoning",
     "RepairedMessage",
     "Response",
     "ResponseParams",
+    "RetentionRatio",
     "SemanticVad",
     "ServerEvent",
     "ServerVad",
