@@ -8,11 +8,15 @@ from typing import Any
 
 from attrs import validators as v
 
+from engine.errors import UsageValueError
 from engine.protocol.text import check_text
 
 
-class ConfigError(ValueError):
-    """An invalid configuration value; ``param`` is its GA path (``session.voice``)."""
+class ConfigError(UsageValueError):
+    """An invalid configuration value; ``param`` is its GA path (``session.voice``).
+
+    Local misuse: an :class:`~engine.errors.EngineError` and a ``ValueError``.
+    """
 
     def __init__(self, param: str, message: str) -> None:
         super().__init__(f"{param}: {message}")
