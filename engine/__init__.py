@@ -15,11 +15,15 @@ from engine.core.states import Phase, State
 from engine.errors import (
     ConnectionClosed,
     EngineError,
+    ErrorCode,
+    ErrorSource,
     HandshakeError,
+    NotConnected,
     ProtocolError,
     SessionClosed,
     TransportError,
     UpdateRejected,
+    UsageError,
 )
 from engine.protocol.client import ResponseParams
 from engine.protocol.config import (
@@ -86,6 +90,8 @@ __all__ = [
     "ConfigError",
     "ConnectionClosed",
     "EngineError",
+    "ErrorCode",
+    "ErrorSource",
     "FunctionTool",
     "HandshakeError",
     "Inworld",
@@ -94,6 +100,7 @@ __all__ = [
     "McpTool",
     "McpToolChoice",
     "NoiseReduction",
+    "NotConnected",
     "OpenAI",
     "Phase",
     "PromptRef",
@@ -117,6 +124,7 @@ __all__ = [
     "TransportError",
     "TransportSettings",
     "UpdateRejected",
+    "UsageError",
     "diagram",
     "events",
 ]
