@@ -151,7 +151,7 @@ class UpdateRejected(UsageError):
 
 
 class NotConnected(UsageError):
-    """The session is not connected yet (before ``connect()``), or connects only once."""
+    """The session is not connected yet: a command was called before ``connect()``."""
 
 
 class SessionClosed(EngineError):

@@ -161,7 +161,11 @@ class Provider(Protocol):
         ...
 
     def prepare(self, config: SessionConfig) -> SessionConfig:
-        """The configuration to send: defaults filled in, unsupported fields refused."""
+        """The configuration to send: defaults filled in, unsupported fields refused.
+
+        Raises:
+            ConfigError: a field the service does not take.
+        """
         ...
 
     def core_options(self) -> CoreOptions:
@@ -179,6 +183,10 @@ class Inworld:
         url: the endpoint; point it at a local server for tests.
         auth: ``"basic"`` (server side) or ``"bearer"`` (a JWT minted by your backend).
         sdk_name: reported in ``providerData.metadata.sdk``.
+
+    Raises:
+        ConfigError: ``api_key`` cannot go in an HTTP header (the key is never shown), or
+            ``auth`` is neither ``"basic"`` nor ``"bearer"``.
     """
 
     api_key: Secret | KeyFunction = attrs.field(converter=_api_key)
@@ -191,7 +199,7 @@ class Inworld:
     @auth.validator
     def _check_auth(self, _: Any, value: str) -> None:
         if value.capitalize() not in self.profile.auth_schemes:
-            raise ValueError(f"auth must be 'basic' or 'bearer', got {value!r}")
+            raise ConfigError("auth", f"must be 'basic' or 'bearer', got {value!r}")
 
     def endpoint(self, key: Secret | None = None) -> tuple[str, dict[str, str]]:
         """A fresh session key on every connect, as the service expects (docs/protocol.md §1.1)."""
@@ -200,7 +208,11 @@ class Inworld:
         return _join(self.url, query), {"Authorization": f"{self.auth.capitalize()} {credential}"}
 
     def prepare(self, config: SessionConfig) -> SessionConfig:
-        """Inworld's defaults (docs/protocol.md §4.3) for unset fields; the client answers tools."""
+        """Inworld's defaults (docs/protocol.md §4.3) for unset fields; the client answers tools.
+
+        Raises:
+            ConfigError: a field Inworld does not take (refused locally, nothing is sent).
+        """
         self.profile.check(config)
         provider_data: dict[str, Any] = {
             "metadata": {"sdk": self.sdk_name},
@@ -230,6 +242,9 @@ class OpenAI:
             async) returning one (a client secret), called on every dial.
         model: the realtime model, fixed for the session by the URL.
         url: the endpoint; point it at a local server for tests.
+
+    Raises:
+        ConfigError: ``api_key`` cannot go in an HTTP header (the key is never shown).
     """
 
     api_key: Secret | KeyFunction = attrs.field(converter=_api_key)
@@ -245,7 +260,11 @@ class OpenAI:
         return _join(self.url, {"model": self.model}), {"Authorization": f"{scheme} {credential}"}
 
     def prepare(self, config: SessionConfig) -> SessionConfig:
-        """Refuse what GA cannot do; drop Inworld-only extensions."""
+        """Refuse what GA cannot do; drop Inworld-only extensions.
+
+        Raises:
+            ConfigError: a field GA does not take (refused locally, nothing is sent).
+        """
         self.profile.check(config)
         return self.profile.without_extensions(config)
 

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
+from engine.errors import UsageTypeError, UsageValueError
 from engine.protocol.config import AudioFormat, SessionConfig
 from engine.protocol.items import Item
 from engine.providers import Provider
@@ -74,6 +75,9 @@ class Agent:
         settings: runtime settings of each call's session.
         history: an initial conversation for every call.
         greet: ask for a response as soon as the call's session is ready (the bot speaks first).
+
+    Raises:
+        TypeError: ``config`` is not a ``SessionConfig`` (a ``UsageTypeError``).
     """
 
     def __init__(
@@ -86,7 +90,7 @@ class Agent:
         greet: bool = False,
     ) -> None:
         if config is not None and not isinstance(config, SessionConfig):
-            raise TypeError(f"config must be an engine.SessionConfig, got {type(config).__name__}")
+            raise UsageTypeError(f"config must be an engine.SessionConfig, got {type(config).__name__}")
         self.config = config or SessionConfig()
         self.provider = provider
         self.settings = settings
@@ -155,7 +159,12 @@ class Agent:
     # ------------------------------------------------------------------ per call
 
     async def config_for(self, call: Call) -> SessionConfig:
-        """The configuration of ``call``: the agent's, as the hooks chose, in the call's audio format."""
+        """The configuration of ``call``: the agent's, as the hooks chose, in the call's audio format.
+
+        Raises:
+            TypeError: a hook returned something other than a ``SessionConfig`` or ``None``
+                (a ``UsageTypeError``); what a hook raises propagates (it refuses the call).
+        """
         config = self.config
         for hook in self._call_hooks:
             result = hook(call)
@@ -163,7 +172,7 @@ class Agent:
                 result = await result
             if result is not None:
                 if not isinstance(result, SessionConfig):
-                    raise TypeError(
+                    raise UsageTypeError(
                         f"an on_call hook must return a SessionConfig or None, got {type(result).__name__}"
                     )
                 config = result
@@ -176,12 +185,16 @@ class Agent:
         provider: Provider | None = None,
         connector: Connector | None = None,
     ) -> Session:
-        """A fresh Session with the agent's tools and callbacks (``config`` overrides the agent's)."""
+        """A fresh Session with the agent's tools and callbacks (``config`` overrides the agent's).
+
+        Raises:
+            ValueError: no provider, here or on the agent (a ``UsageValueError``).
+        """
         from engine.actors.session import Session
 
         chosen = provider or self.provider
         if chosen is None:
-            raise ValueError("the agent has no provider: pass one to Agent(...) or to session()")
+            raise UsageValueError("the agent has no provider: pass one to Agent(...) or to session()")
         session = Session(
             chosen,
             config or self.config,
