@@ -30,6 +30,7 @@ import anyio
 import anyio.lowlevel
 import attrs
 
+from engine.actors import raw
 from engine.actors.dispatch import Callback, Dispatcher, EventStream, in_callback_thread
 from engine.actors.effects import Interpreter
 from engine.actors.group import ActorGroup
@@ -111,6 +112,7 @@ class Session:
         self._paused = False
         self._loop_thread: int | None = None
         self._call_soon: Callable[..., object] | None = None
+        self._raw = self.settings.raw_events  # build RawEvents (someone asked for them)
 
     def __repr__(self) -> str:
         return f"<Session provider={self.provider.name} lifecycle={self._lifecycle.state} state={self.state}>"
@@ -162,6 +164,7 @@ class Session:
 
         def register(callback: F) -> F:
             kinds = types or None
+            self._ask_raw(types)
             self._callbacks.append((kinds, callback))
             if self._group is not None:
                 self._dispatcher.add_callback(self._group, kinds, callback)
@@ -258,6 +261,7 @@ class Session:
                     record=self._record,
                     paused=self._paused,
                 )
+                self._ask_raw(())
                 for kinds, callback in self._callbacks:
                     self._dispatcher.add_callback(group, kinds, callback)
                 try:
@@ -461,20 +465,26 @@ class Session:
         await anyio.lowlevel.checkpoint()
         await effects.apply(conv.handle(cmd.Interrupt()))
 
-    async def update(self, config: SessionConfig) -> None:
-        """Send a new configuration.
+    async def update(self, config: SessionConfig) -> ev.ConfigApplied:
+        """Send a new configuration; return the server's ``ConfigApplied`` once it applied it.
 
         Raises:
             TypeError: ``config`` is not a ``SessionConfig``.
-            UpdateRejected: the server would refuse it now (nothing is sent).
+            UpdateRejected: the server would refuse it now (nothing is sent), refused it (``param``,
+                ``code``), or gave no answer in ``settings.response_timeout`` (``update_timeout``).
+            SessionClosed: the session closed before the answer.
         """
         conv, effects = self._live()
         if not isinstance(config, SessionConfig):
             raise TypeError(f"update(): config must be a SessionConfig, got {type(config).__name__}")
         out = conv.handle(cmd.Update(config=self.provider.prepare(self._with_tools(config))))  # raises first
-        self._config = config
-        await anyio.lowlevel.checkpoint()
-        await effects.apply(out)
+        self._config = config  # session.config is the core's: back to the old one if refused
+        return await raw.acknowledged(self._dispatcher, effects, out, conv.pending_updates[-1])
+
+    async def send_raw(self, event: Mapping[str, Any]) -> None:
+        """Send a client event this library does not model yet, never around the core (:func:`raw.send`)."""
+        conv, effects = self._live()
+        await raw.send(self, conv, effects, event)
 
     def audio_played(self, item_id: str, ms: float) -> None:
         """Tell the session how much of an assistant item your speaker has played (cumulative ms).
@@ -490,6 +500,8 @@ class Session:
         conv = self._supervisor.conv
         if conv is not None and not self._lifecycle.ending:  # once closing, the core is closed: moot
             conv.handle(cmd.AudioPlayed(item_id=item_id, ms=ms))
+            if self._supervisor.effects is not None:  # a call policy's goodbye may be over
+                self._supervisor.effects.on_played(item_id, ms)
 
     def pause_audio_input(self, paused: bool) -> None:
         """While paused, audio given to ``send_audio`` is discarded."""
@@ -534,6 +546,7 @@ class Session:
         Close it with ``aclose()`` or ``async with`` when done early; one left with
         ``break`` and no longer referenced is released when it is collected.
         """
+        self._ask_raw(types)
         return self._dispatcher.stream(types or None)
 
     # ------------------------------------------------------------------ plumbing
@@ -552,6 +565,11 @@ class Session:
         if conv is None or effects is None or self._lifecycle.ending:
             raise self._closed("the session is closed")
         return conv, effects
+
+    def _ask_raw(self, types: tuple[type, ...]) -> None:
+        self._raw = self._raw or ev.RawEvent in types
+        if self._raw and self._supervisor.conv is not None:
+            self._supervisor.conv.raw_events = True
 
     def _with_tools(self, config: SessionConfig) -> SessionConfig:
         if not self._tools:

@@ -24,7 +24,8 @@ import attrs
 
 from engine.core import commands as cmd
 from engine.core.base import DEFAULT_OPTIONS, CoreOptions
-from engine.core.effects import CancelTools, Effect, GateAudio
+from engine.core.effects import CancelTools, Effect, Emit, GateAudio
+from engine.core.events import RawEvent
 from engine.core.handlers import BENIGN_ERRORS, FATAL_ERROR_CODES, FATAL_ERROR_TYPES, Handlers
 from engine.core.restore import LOST_TURN_NOTE, RESUME_NOTE
 from engine.core.states import State, Voice
@@ -33,6 +34,7 @@ from engine.protocol import client as c
 from engine.protocol.codec import AnyServerEvent
 from engine.protocol.config import SessionConfig
 from engine.protocol.items import Item
+from engine.protocol.server import UnknownServerEvent
 
 __all__ = [
     "BENIGN_ERRORS",
@@ -87,7 +89,10 @@ class Conversation(Handlers):
         """Feed one decoded server event."""
         handler = self._handlers.get(type(event))
         if handler is None or self._conv.state == "closed":
-            out: list[Effect] = []  # ping, rate limits, unmodelled events: nothing to do
+            out: list[Effect] = []  # ping, unmodelled events: nothing to do, unless asked for raw
+            if self.raw_events and handler is None and self._conv.state != "closed":
+                kind = event.type if isinstance(event, UnknownServerEvent) else event.TYPE
+                out.append(Emit(RawEvent(type=kind, event=event)))
         else:
             handler(event)
             out, self._out = self._out, []
@@ -232,9 +237,8 @@ class Conversation(Handlers):
                 f"cannot change the voice from {self.config.voice!r} to {config.voice!r}: "
                 "the server refuses a voice change once assistant audio exists"
             )
-        self.config = config
-        if self.state not in (State.CONNECTING, State.RECONNECTING, State.CLOSED):
-            self._send(c.SessionUpdate(session=config.to_wire()))
+        before, self.config = self.config, config
+        self._send_update(config, before)  # pending until the server answers (engine.core.updates)
         return self._flush()
 
     def _tool_output(self, command: cmd.ToolOutput) -> list[Effect]:
@@ -275,5 +279,6 @@ class Conversation(Handlers):
         if running:
             self._out.append(CancelTools(call_ids=running, reason="closed"))
         self._out.append(GateAudio(False))
+        self._give_up_updates()
         self._fire("close")  # entering closed disarms every deadline
         return self._flush()

@@ -13,7 +13,8 @@ import attrs
 from engine.core.metrics import TurnMetrics
 from engine.core.states import Phase, State
 from engine.errors import ErrorSource
-from engine.protocol.items import Item, Usage
+from engine.protocol.config import SessionConfig
+from engine.protocol.items import Item, RateLimit, Usage
 
 
 @attrs.frozen(kw_only=True)
@@ -203,6 +204,84 @@ class Closed:
     error: Error | None = None
 
 
+@attrs.frozen(kw_only=True)
+class ConfigApplied:
+    """The server applied a configuration (``session.updated`` after the session is ready).
+
+    ``event_id`` names the ``session.update`` it answers (``None`` when the
+    server sent it unasked); ``session`` is the server's effective
+    configuration, ``config`` the same parsed (``None`` if it does not parse).
+    """
+
+    event_id: str | None = None
+    session: dict[str, Any] = attrs.field(factory=dict, repr=False)
+    config: SessionConfig | None = attrs.field(default=None, repr=False)
+
+
+@attrs.frozen(kw_only=True)
+class ConfigRejected:
+    """The server refused the ``session.update`` ``event_id`` (or never answered: ``update_timeout``)."""
+
+    event_id: str
+    code: str
+    message: str
+    param: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class IdleTimeout:
+    """Server VAD's idle timeout fired: the user said nothing for ``idle_timeout_ms``."""
+
+    item_id: str | None = None
+    audio_start_ms: int | None = None
+    audio_end_ms: int | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Dtmf:
+    """A key press (``0``-``9``, ``*``, ``#``, ``A``-``D``) on a phone call.
+
+    From the provider (a SIP call: ``received_at`` is its timestamp) or, as
+    :class:`engine.gateway.events.Dtmf`, from the gateway's carrier.
+    """
+
+    digit: str
+    received_at: int | None = None
+
+
+@attrs.frozen(kw_only=True)
+class RateLimits:
+    """The provider's rate limits as they stand (OpenAI sends them as each response starts)."""
+
+    rate_limits: tuple[RateLimit, ...] = ()
+
+
+@attrs.frozen(kw_only=True)
+class McpProgress:
+    """A server-side MCP step: listing a server's tools (``list_tools``) or a ``call``.
+
+    ``status`` is ``in_progress``, ``completed`` or ``failed``.
+    """
+
+    stage: str
+    status: str
+    item_id: str | None = None
+    response_id: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class RawEvent:
+    """A server event the library does not model, delivered only to whom asked for it.
+
+    Opt-in (``Session(raw_events=True)``, or any ``session.events(RawEvent)``
+    or callback for it): without one the core builds none. ``event`` is the
+    decoded wire object (an ``UnknownServerEvent`` keeps the whole message).
+    """
+
+    type: str
+    event: Any = attrs.field(repr=False)
+
+
 UserEvent = (
     StateChanged
     | SessionReady
@@ -224,6 +303,13 @@ UserEvent = (
     | Reconnected
     | TurnMetrics
     | Closed
+    | ConfigApplied
+    | ConfigRejected
+    | IdleTimeout
+    | Dtmf
+    | RateLimits
+    | McpProgress
+    | RawEvent
 )
 
 __all__ = [
@@ -231,11 +317,18 @@ __all__ = [
     "AssistantTranscript",
     "AudioOut",
     "Closed",
+    "ConfigApplied",
+    "ConfigRejected",
+    "Dtmf",
     "Error",
+    "IdleTimeout",
     "Interrupted",
     "ItemCreated",
     "ItemUpdated",
+    "McpProgress",
     "Phase",
+    "RateLimits",
+    "RawEvent",
     "Reconnected",
     "Reconnecting",
     "ResponseDone",

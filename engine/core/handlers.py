@@ -24,8 +24,8 @@ from typing import Any
 from engine.core import events as ev
 from engine.core.base import RETRY_TIMER, log
 from engine.core.effects import ArmTimer, Emit
-from engine.core.restore import Restore
 from engine.core.states import Phase, State
+from engine.core.updates import Updates
 from engine.errors import ErrorCode, ErrorSource
 from engine.protocol import server as s
 from engine.protocol import server_response as r
@@ -38,7 +38,7 @@ FATAL_ERROR_CODES = frozenset({"invalid_api_key", "insufficient_quota"})
 _CANCELLING = (Phase.CANCELLING, Phase.CANCEL_DEFERRED)
 
 
-class Handlers(Restore):
+class Handlers(Updates):
     """One method per server event the core models."""
 
     def _handler_table(self) -> dict[type, Callable[[Any], None]]:
@@ -71,12 +71,16 @@ class Handlers(Restore):
             r.ResponseContentPartDone: self._on_part_event,
             r.ResponseOutputAudioDone: self._on_part_event,
             r.ResponseFunctionCallArgumentsDelta: self._on_part_event,
+            # Reported to the application, nothing else (engine.core.updates).
+            **self._reported_table(),
         }
 
     # ------------------------------------------------------------------ errors and items
 
     def _on_error(self, event: s.ErrorEvent) -> None:
         detail = event.error
+        if self._update_refused(detail):
+            return
         code = detail.code or detail.type or ErrorCode.SERVER_ERROR
         ours = detail.event_id is not None and detail.event_id == self._create_event_id
         if code in BENIGN_ERRORS:

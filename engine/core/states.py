@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-The core is four small machines that run at the same time (concurrent
+The core is small machines that run at the same time (concurrent
 regions of one diagram), not one large one:
 
 * **conversation** (:class:`State`) says whose turn it is: the socket is
@@ -35,7 +35,12 @@ regions of one diagram), not one large one:
   VAD) until its transcript is final or a response starts; speech still open
   when the socket drops is a lost turn.
 
-A fifth machine belongs to the runtime and runs beside them: the session
+* **update** (:class:`UpdateAck`): ``pending`` from a ``session.update``
+  until the server answers every one sent (``session.updated`` applies the
+  oldest, an ``error`` naming its event id refuses it), with the deadline
+  ``response_created_timeout`` (``update_timeout``) as the way out.
+
+One more machine belongs to the runtime and runs beside them: the session
 **lifecycle** (:class:`Lifecycle`): ``new``; ``connecting`` (the first socket,
 retried under the reconnect policy); ``open``; ``rollover_due``
 (``max_session_duration`` elapsed: still open, waiting for the
@@ -140,6 +145,13 @@ class UserTurn(enum.StrEnum):
 
     NONE = "none"
     OPEN = "open"
+
+
+class UpdateAck(enum.StrEnum):
+    """Whether a ``session.update`` awaits the server's answer (``session.updated`` or an error)."""
+
+    NONE = "none"
+    PENDING = "pending"
 
 
 C = State
@@ -310,6 +322,22 @@ VOICE_TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "audio_produced", "source": [V.FREE, V.LOCKED], "dest": None},
 ]
 
+A = UpdateAck
+UPDATE_TRANSITIONS: list[dict[str, Any]] = [
+    # session.update sent: the server answers each with session.updated, or an error naming it.
+    {"trigger": "sent", "source": [A.NONE, A.PENDING], "dest": A.PENDING},
+    # An answer: the oldest update is applied, or the one the error names is refused.
+    {"trigger": "answered", "source": A.PENDING, "dest": None, "conditions": "updates_outstanding"},
+    {"trigger": "answered", "source": A.PENDING, "dest": A.NONE},
+    {"trigger": "answered", "source": A.NONE, "dest": None},  # unasked (a later session.updated)
+    # No answer within response_created_timeout (update_timeout), or the session closed.
+    {"trigger": "given_up", "source": A.PENDING, "dest": A.NONE},
+    {"trigger": "given_up", "source": A.NONE, "dest": None},
+]
+UPDATE_ACTIONS: dict[enum.StrEnum, dict[str, list[str]]] = {
+    A.PENDING: {"on_enter": ["arm_update_deadline"], "on_exit": ["disarm_update_deadline"]},
+}
+
 # How one machine's step moves another: the action a table names, and the
 # machine and trigger it fires. Nothing else in the core crosses machines.
 COUPLING: dict[str, tuple[str, str]] = {
@@ -344,6 +372,13 @@ MACHINES: list[MachineSpec] = [
     MachineSpec(name="owed", states=Owed, table=OWED_TRANSITIONS, initial=Owed.NONE),
     MachineSpec(name="user_turn", states=UserTurn, table=USER_TURN_TRANSITIONS, initial=UserTurn.NONE),
     MachineSpec(name="voice", states=Voice, table=VOICE_TRANSITIONS, initial=Voice.FREE),
+    MachineSpec(
+        name="update",
+        states=UpdateAck,
+        table=UPDATE_TRANSITIONS,
+        initial=UpdateAck.NONE,
+        actions=UPDATE_ACTIONS,
+    ),
 ]
 CORE_MACHINES = {spec.name: spec for spec in MACHINES}
 """The conversation core's own machines, by name (the session's lifecycle is appended to MACHINES below)."""
@@ -414,3 +449,10 @@ MACHINES.append(
         actions=LIFECYCLE_ACTIONS,
     )
 )
+
+# ------------------------------------------------------------------ call policies
+# The idle, call_clock and hangup machines (engine.core.policy_states, stepped by
+# engine.core.policy.CallPolicies): off unless a CallPolicy enables them.
+from engine.core.policy_states import POLICY_MACHINES  # noqa: E402
+
+MACHINES.extend(POLICY_MACHINES)

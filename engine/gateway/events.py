@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import attrs
 
+from engine.core import events as ev
+
 
 @attrs.frozen(kw_only=True)
-class Dtmf:
-    """The caller pressed a key (``0``-``9``, ``*``, ``#``, ``A``-``D``) on call ``call_id``."""
+class Dtmf(ev.Dtmf):
+    """The caller pressed a key (``0``-``9``, ``*``, ``#``, ``A``-``D``) on call ``call_id``.
 
-    digit: str
+    Also an :class:`engine.events.Dtmf`: an agent listening for that gets a key
+    press whether the carrier or the provider (a SIP call) reported it.
+    """
+
     call_id: str
 
 

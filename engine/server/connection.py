@@ -30,7 +30,10 @@ import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from engine.errors import ConnectionClosed, TransportError
+from engine.protocol import server as s
+from engine.protocol import server_response as r
 from engine.protocol.codec import AnyServerEvent, encode
+from engine.protocol.items import RateLimit
 from engine.protocol.server import UnknownServerEvent
 from engine.server._sockets import abort, stall
 from engine.server.conversation import Conversation
@@ -87,6 +90,7 @@ class ServerConnection:
         self._transport = transport
         self._wake = anyio.Event()
         self._closed = anyio.Event()
+        self._emit: MemoryObjectSendStream[AnyServerEvent] | None = None
 
     @property
     def conversation(self) -> Conversation:
@@ -112,6 +116,21 @@ class ServerConnection:
         if self.core is None:
             raise RuntimeError("a replayed connection has no session")
         self.core.say_next(text)
+
+    def emit(self, event: AnyServerEvent) -> None:
+        """Send ``event`` now, after what is queued, as if the server produced it (tests: DTMF, idle...)."""
+        if self._emit is None or self.closed:
+            raise RuntimeError("the connection is not serving")
+        self._emit.send_nowait(event)
+
+    def press(self, digit: str, received_at: int = 0) -> None:
+        """The caller pressed ``digit`` (``input_audio_buffer.dtmf_event_received``, as on a SIP call)."""
+        self.emit(s.InputAudioBufferDtmfEventReceived(event=digit, received_at=received_at))
+
+    def idle_timeout(self, audio_start_ms: int = 0, audio_end_ms: int = 0) -> None:
+        """Server VAD's idle timeout fired (``input_audio_buffer.timeout_triggered``)."""
+        event = s.InputAudioBufferTimeoutTriggered(audio_start_ms=audio_start_ms, audio_end_ms=audio_end_ms)
+        self.emit(event)
 
     async def wait_closed(self) -> None:
         """Wait until the connection has ended."""
@@ -144,7 +163,10 @@ class ServerConnection:
                 else:
                     assert self.core is not None
                     group.start_soon(self._tick, self.core, inbox_send)
-                    await self._serve(self.core, inbox_receive, outbox_send)
+                    emit = self._emit = outbox_send.clone()
+                    ends.append(emit)
+                    with emit:  # the writer ends once every sender is closed
+                        await self._serve(self.core, inbox_receive, outbox_send)
         finally:
             for end in ends:  # tasks close their ends; these are for tasks cancelled before starting
                 end.close()
@@ -193,6 +215,8 @@ class ServerConnection:
                 events = core.poll(now) if text is None else core.receive_text(text, now)
                 for event in events:
                     await outbox.send(event)
+                    if core.dialect == "openai" and isinstance(event, r.ResponseCreated):
+                        await outbox.send(_RATE_LIMITS)  # OpenAI reports them as each response starts
                 self._wake.set()
 
     async def _play(
@@ -263,6 +287,14 @@ class ServerConnection:
         logger.info("connection %d: going silent", self.index)
         self.silent = True
         stall(self._transport)
+
+
+_RATE_LIMITS = s.RateLimitsUpdated(
+    rate_limits=(
+        RateLimit(name="requests", limit=5000, remaining=4999, reset_seconds=0.012),
+        RateLimit(name="tokens", limit=40000, remaining=39000, reset_seconds=1.5),
+    )
+)
 
 
 def _type_of(text: str) -> str:

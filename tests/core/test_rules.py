@@ -334,7 +334,9 @@ def test_voice_change_before_audio_is_sent() -> None:
     d = _generating(SessionConfig(voice="Clive"))
     new = SessionConfig(voice="Sarah")
     out = d.do(d.conv.update(new))
-    assert sent(out) == [{"type": "session.update", "session": new.to_wire()}]
+    assert sent(out) == [
+        {"type": "session.update", "session": new.to_wire(), "event_id": d.conv.pending_updates[0]}
+    ]
     assert d.conv.config is new
 
 

@@ -10,10 +10,19 @@ import pytest
 
 from engine.core import events as ev
 from engine.core.conversation import CoreOptions
-from engine.core.effects import ArmTimer, CancelTimer, CancelTools, DropAudioOut, Effect, GateAudio, StartTool
+from engine.core.effects import (
+    ArmTimer,
+    CancelTimer,
+    CancelTools,
+    DropAudioOut,
+    Effect,
+    Emit,
+    GateAudio,
+    StartTool,
+)
 from engine.core.states import Phase, State
 from engine.protocol import AudioFormat, FunctionTool, SemanticVad, SessionConfig
-from engine.protocol.items import ContentPart, Item, Usage
+from engine.protocol.items import ContentPart, Item, RateLimit, Usage
 from tests.core.driver import (
     Driver,
     assistant_item,
@@ -116,7 +125,8 @@ def test_a_voice_turn_with_server_vad() -> None:
     out += d.server(
         "response.output_item.added", response_id="resp_1", output_index=0, item=assistant_item("item_a1")
     )
-    assert out == []
+    limit = RateLimit(name="requests", limit=10, remaining=9)
+    assert out == [Emit(ev.RateLimits(rate_limits=(limit,)))]  # reported, nothing else
     out = d.server("conversation.item.added", previous_item_id="item_u1", item=assistant_item("item_a1"))
     assert emitted_types(out) == ["ItemCreated"]  # announced once, though two events carried it
     part = {"response_id": "resp_1", "item_id": "item_a1", "output_index": 0, "content_index": 0}
