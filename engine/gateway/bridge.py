@@ -248,7 +248,7 @@ class Bridge:
         session = self._session = self._agent.session(
             config, provider=self._provider, connector=self._connector
         )
-        session.on(*OBSERVED)(self._registry.metrics.observe)
+        session.on(*OBSERVED)(self._registry.metrics.for_call())
         session.on(ev.TurnMetrics)(self._count_turn)
         self._registry.observe(self._live, session)  # the live view of /calls and its watchers
         events = session.events(ev.AudioOut, ev.Interrupted, ev.Closed)

@@ -178,7 +178,7 @@ class BrowserBridge:
             await self._tell_failure(self._failure)
             return
         session = self._agent.session(config, provider=self._provider, connector=self._connector)
-        session.on(*OBSERVED)(self._registry.metrics.observe)
+        session.on(*OBSERVED)(self._registry.metrics.for_call())
         session.on(ev.TurnMetrics)(self._count_turn)
         self._registry.observe(self._live, session)
         events = session.events()

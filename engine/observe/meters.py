@@ -21,15 +21,69 @@ metrics stay low-cardinality; traces and logs carry the call).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
-
-from opentelemetry.metrics import Counter, Histogram, Meter, UpDownCounter
+from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.core import events as ev
 from engine.core.states import State
-from engine.observe.traces import tool_outcome
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import Counter, Histogram, Meter, UpDownCounter
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
+TOOL_OUTCOMES = ("ok", "error", "timeout", "cancelled")
+
+
+def tool_outcome(result: ev.ToolResult) -> str:
+    """How a tool call ended, from its result (the tool runner's wording of timeouts and cancels)."""
+    if not result.is_error:
+        return "ok"
+    if "timed out after" in result.output:
+        return "timeout"
+    if "cancelled" in result.output:
+        return "cancelled"
+    return "error"
+
+
+class Adds(Protocol):
+    """A counter (or up-down counter) as :class:`CallMeters` uses it."""
+
+    def add(self, amount: float, attributes: Mapping[str, Any]) -> None: ...
+
+
+class Records(Protocol):
+    """A histogram as :class:`CallMeters` uses it."""
+
+    def record(self, amount: float, attributes: Mapping[str, Any]) -> None: ...
+
+
+class Sink(Protocol):
+    """Where :class:`CallMeters` puts values: :class:`Instruments` (OpenTelemetry) or
+    :class:`~engine.observe.prometheus.PrometheusInstruments` (the gateway's ``/metrics``)."""
+
+    @property
+    def first_audio(self) -> Records: ...
+    @property
+    def first_played(self) -> Records: ...
+    @property
+    def turn(self) -> Records: ...
+    @property
+    def interruptions(self) -> Adds: ...
+    @property
+    def tool_calls(self) -> Adds: ...
+    @property
+    def tool_duration(self) -> Records: ...
+    @property
+    def errors(self) -> Adds: ...
+    @property
+    def reconnects(self) -> Adds: ...
+    @property
+    def sessions(self) -> Adds: ...
+    @property
+    def audio_dropped(self) -> Adds: ...
+    @property
+    def tokens(self) -> Records: ...
+    @property
+    def cost(self) -> Adds: ...
 
 
 class Instruments:
@@ -83,7 +137,7 @@ def instruments_of(meter: Meter) -> Instruments:
 class CallMeters:
     """Feeds one session's events into the shared instruments."""
 
-    def __init__(self, instruments: Instruments, attributes: Mapping[str, Any]) -> None:
+    def __init__(self, instruments: Sink, attributes: Mapping[str, Any]) -> None:
         self._i = instruments
         self._attrs = dict(attributes)
         self._state: str | None = None

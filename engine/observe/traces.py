@@ -29,19 +29,7 @@ from opentelemetry.trace import Span, Status, StatusCode, Tracer
 
 from engine.core import events as ev
 from engine.core.states import State
-
-TOOL_OUTCOMES = ("ok", "error", "timeout", "cancelled")
-
-
-def tool_outcome(result: ev.ToolResult) -> str:
-    """How a tool call ended, from its result (the tool runner's wording of timeouts and cancels)."""
-    if not result.is_error:
-        return "ok"
-    if "timed out after" in result.output:
-        return "timeout"
-    if "cancelled" in result.output:
-        return "cancelled"
-    return "error"
+from engine.observe.meters import tool_outcome
 
 
 class CallTrace:
