@@ -469,20 +469,29 @@ class Session:
         """Send a new configuration; return the server's ``ConfigApplied`` once it applied it.
 
         Raises:
-            TypeError: ``config`` is not a ``SessionConfig``.
+            NotConnected: before ``connect()``.
+            TypeError: ``config`` is not a ``SessionConfig`` (a ``UsageTypeError``).
+            ConfigError: a field the provider does not take (refused locally).
             UpdateRejected: the server would refuse it now (nothing is sent), refused it (``param``,
                 ``code``), or gave no answer in ``settings.response_timeout`` (``update_timeout``).
             SessionClosed: the session closed before the answer.
         """
         conv, effects = self._live()
         if not isinstance(config, SessionConfig):
-            raise TypeError(f"update(): config must be a SessionConfig, got {type(config).__name__}")
+            raise UsageTypeError(f"update(): config must be a SessionConfig, got {type(config).__name__}")
         out = conv.handle(cmd.Update(config=self.provider.prepare(self._with_tools(config))))  # raises first
         self._config = config  # session.config is the core's: back to the old one if refused
         return await raw.acknowledged(self._dispatcher, effects, out, conv.pending_updates[-1])
 
     async def send_raw(self, event: Mapping[str, Any]) -> None:
-        """Send a client event this library does not model yet, never around the core (:func:`raw.send`)."""
+        """Send a client event this library does not model yet, never around the core (:func:`raw.send`).
+
+        Raises:
+            NotConnected: before ``connect()``.
+            SessionClosed: the session is closing, closed, or not ready for an unknown type.
+            TypeError / ValueError / ProtocolError: ``event`` is not a valid client event
+                (:func:`engine.actors.raw.route` says which); nothing is sent.
+        """
         conv, effects = self._live()
         await raw.send(self, conv, effects, event)
 
