@@ -64,6 +64,7 @@ from engine.gateway.carriers.base import (
 from engine.gateway.events import Dtmf as DtmfEvent
 from engine.gateway.marks import MarkLedger
 from engine.gateway.metrics import OBSERVED
+from engine.observe.logs import call_context
 from engine.protocol.config import AudioFormat
 from engine.providers import Provider
 from engine.transports.base import Connector
@@ -168,9 +169,12 @@ class Bridge:
                 self._outer = self._scope = outer
                 if self._reason is not None:  # stopped before it began
                     outer.cancel()
-                started = await self._await_start()
+                with call_context(self._live.id):  # every record logged for the call names it
+                    started = await self._await_start()
                 if started is not None:
-                    await self._serve(started)
+                    carrier = {"carrier_call_id": started.call_id, "carrier_stream_id": started.stream_id}
+                    with call_context(self._live.id, **carrier):
+                        await self._serve(started)
         except Exception as exc:  # a bug of ours must end this call only, never the gateway
             log.exception("call %s: the bridge failed", self._live.id)
             self._failure = self._failure or f"bridge failed: {type(exc).__name__}"
@@ -326,6 +330,8 @@ class Bridge:
             elif isinstance(event, ev.Closed):
                 if event.error is not None:
                     self._failure = f"session failed: {event.error.code}: {event.error.message}"
+                elif self._reason is None and event.reason:
+                    self._reason = event.reason  # e.g. "call ended by policy: idle"
                 return
 
     async def _mark(self) -> None:
