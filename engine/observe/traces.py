@@ -54,7 +54,7 @@ class CallTrace:
         self._tools: dict[str, tuple[str, int, ev.ToolCall]] = {}  # running, by call id
         self._done_tools: list[tuple[ev.ToolCall, ev.ToolResult, int, int]] = []  # since the last turn
         self._cuts: list[tuple[ev.Interrupted, int]] = []  # interruptions since the last turn
-        self._lost: tuple[int, int] | None = None  # the socket is down: since when, attempts (0: planned)
+        self._lost: tuple[int, int, bool] | None = None  # the socket is down: since, attempts, planned
         self._input_tokens = self._output_tokens = 0
         self._cost: float | None = None
         self.ended = False
@@ -71,7 +71,7 @@ class CallTrace:
             self._state.end(end_time=now)
             self._state = self._start_state(event.new, now)
             if event.new is State.RECONNECTING and self._lost is None:
-                self._lost = (now, 0)
+                self._lost = (now, 0, False)
         elif isinstance(event, ev.TurnMetrics):
             self._turn(event, now)
         elif isinstance(event, ev.ToolCall):
@@ -88,7 +88,8 @@ class CallTrace:
             self._error(event, now)
         elif isinstance(event, ev.Reconnecting):
             since = self._lost[0] if self._lost is not None else now
-            self._lost = (since, 0 if getattr(event, "planned", False) else event.attempt)
+            planned = bool(getattr(event, "planned", False))
+            self._lost = (since, 0 if planned else event.attempt, planned)
         elif isinstance(event, ev.Reconnected):
             self._reconnected(now)
         elif isinstance(event, ev.UserTranscript | ev.AssistantTranscript):
@@ -174,14 +175,16 @@ class CallTrace:
             span.set_status(Status(StatusCode.ERROR, outcome))
         span.end(end_time=ended)
 
-    def _reconnected(self, now: int) -> None:
-        since, attempts = self._lost if self._lost is not None else (now, 0)
+    def _reconnected(self, now: int, outcome: str = "reconnected") -> None:
+        """The span of the socket's downtime, ``reconnect`` (a drop) or ``rollover`` (planned)."""
+        since, attempts, planned = self._lost if self._lost is not None else (now, 0, False)
         self._lost = None
-        name = "reconnect" if attempts else "rollover"
-        span = self._tracer.start_span(
-            name, context=self._context, attributes={"engine.reconnect.attempts": attempts}, start_time=since
-        )
-        span.end(end_time=now)
+        attributes: dict[str, Any] = {
+            "engine.reconnect.attempts": attempts,
+            "engine.reconnect.outcome": outcome,
+        }
+        name = "rollover" if planned else "reconnect"
+        self._tracer.start_span(name, context=self._context, attributes=attributes, start_time=since).end(now)
 
     def _error(self, error: ev.Error, now: int) -> None:
         attributes: dict[str, Any] = {
@@ -202,15 +205,8 @@ class CallTrace:
             self._tool(call, None, began, now, self._context)
         for call, result, began, ended in self._done_tools:  # answered, but no turn closed after
             self._tool(call, result, began, ended, self._context)
-        if self._lost is not None:
-            since, attempts = self._lost
-            span = self._tracer.start_span(
-                "reconnect" if attempts else "rollover",
-                context=self._context,
-                attributes={"engine.reconnect.attempts": attempts, "engine.reconnect.outcome": "closed"},
-                start_time=since,
-            )
-            span.end(end_time=now)
+        if self._lost is not None:  # the session ended while the socket was down
+            self._reconnected(now, "closed")
         self._state.end(end_time=now)
         root = self.call
         root.set_attribute("engine.close_reason", closed.reason)

@@ -22,6 +22,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
 
 import engine
 import engine.observe
@@ -257,3 +258,33 @@ async def test_the_words_are_on_the_spans_only_when_asked_for() -> None:
         "city": "Paris"
     }
     assert KEY not in json.dumps([json.loads(s.to_json()) for s in call.spans])
+
+
+async def test_a_refused_call_ends_its_trace_with_the_error() -> None:
+    exporter = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    server = make_server(expected_key="another-key")
+    with anyio.fail_after(10):
+        async with server.running():
+            session = engine.Session(inworld(server), settings=SETTINGS)
+            engine.observe.instrument(session, tracer_provider=tracer_provider, metrics=False)
+            with pytest.raises(engine.HandshakeError):
+                async with session.connect():
+                    pass
+    spans = exporter.get_finished_spans()
+    (root,) = [s for s in spans if s.parent is None]
+    assert root.status.status_code is StatusCode.ERROR
+    (error,) = [e for e in root.events if e.name == "error"]
+    assert error.attributes is not None and error.attributes["engine.error.fatal"] is True
+    assert error.attributes["error.type"] == "connection_failed"
+    # The refused socket counts as lost: the conversation was reconnecting when the session gave up.
+    assert [s.name for s in spans if s.parent is not None] == [
+        "state connecting",
+        "state reconnecting",
+        "reconnect",
+        "state closed",
+    ]
+    (down,) = [s for s in spans if s.name == "reconnect"]
+    assert down.attributes is not None and down.attributes["engine.reconnect.outcome"] == "closed"
+    assert KEY not in json.dumps([json.loads(s.to_json()) for s in spans])
