@@ -27,6 +27,7 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from engine.errors import ConnectionClosed, TransportError
@@ -91,6 +92,7 @@ class ServerConnection:
         self._wake = anyio.Event()
         self._closed = anyio.Event()
         self._emit: MemoryObjectSendStream[AnyServerEvent] | None = None
+        self._emitted = 0
 
     @property
     def conversation(self) -> Conversation:
@@ -121,15 +123,25 @@ class ServerConnection:
         """Send ``event`` now, after what is queued, as if the server produced it (tests: DTMF, idle...)."""
         if self._emit is None or self.closed:
             raise RuntimeError("the connection is not serving")
+        self._emitted += 1
         self._emit.send_nowait(event)
 
     def press(self, digit: str, received_at: int = 0) -> None:
-        """The caller pressed ``digit`` (``input_audio_buffer.dtmf_event_received``, as on a SIP call)."""
+        """The caller pressed ``digit`` (``input_audio_buffer.dtmf_event_received``, as on a SIP call).
+
+        GA gives this event no ``event_id``.
+        """
         self.emit(s.InputAudioBufferDtmfEventReceived(event=digit, received_at=received_at))
 
     def idle_timeout(self, audio_start_ms: int = 0, audio_end_ms: int = 0) -> None:
         """Server VAD's idle timeout fired (``input_audio_buffer.timeout_triggered``)."""
-        event = s.InputAudioBufferTimeoutTriggered(audio_start_ms=audio_start_ms, audio_end_ms=audio_end_ms)
+        n = self._emitted + 1  # GA names the item the idle audio became
+        event = s.InputAudioBufferTimeoutTriggered(
+            event_id=f"event_emitted_{n}",
+            item_id=f"item_idle_{n}",
+            audio_start_ms=audio_start_ms,
+            audio_end_ms=audio_end_ms,
+        )
         self.emit(event)
 
     async def wait_closed(self) -> None:
@@ -216,7 +228,10 @@ class ServerConnection:
                 for event in events:
                     await outbox.send(event)
                     if core.dialect == "openai" and isinstance(event, r.ResponseCreated):
-                        await outbox.send(_RATE_LIMITS)  # OpenAI reports them as each response starts
+                        # OpenAI reports them as each response starts.
+                        self._emitted += 1
+                        limits = attrs.evolve(_RATE_LIMITS, event_id=f"event_emitted_{self._emitted}")
+                        await outbox.send(limits)
                 self._wake.set()
 
     async def _play(
@@ -293,7 +308,7 @@ _RATE_LIMITS = s.RateLimitsUpdated(
     rate_limits=(
         RateLimit(name="requests", limit=5000, remaining=4999, reset_seconds=0.012),
         RateLimit(name="tokens", limit=40000, remaining=39000, reset_seconds=1.5),
-    )
+    ),
 )
 
 
