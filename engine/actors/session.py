@@ -45,6 +45,7 @@ from engine.core.diagram import diagram
 from engine.core.lifecycle import Lifecycle, LifecycleMachine
 from engine.core.states import CORE_MACHINES, Phase, State
 from engine.errors import NotConnected, SessionClosed, UsageError, UsageTypeError, unwrap
+from engine.observe.usage import CallUsage, UsageLedger
 from engine.protocol.client import ResponseParams
 from engine.protocol.config import SessionConfig
 from engine.protocol.items import Item, image_data_url
@@ -102,6 +103,8 @@ class Session:
         self._record = (Path(record), record_audio) if record is not None else None
         self._tools: dict[str, Tool] = {}
         self._callbacks: list[tuple[tuple[type, ...] | None, Callback]] = []
+        self._usage = UsageLedger()  # every turn's usage and cost, for usage()
+        self._callbacks.append(((ev.TurnMetrics,), self._usage.add))
         self._dispatcher = Dispatcher(
             event_buffer=self.settings.event_buffer,
             slow_callback_threshold=self.settings.slow_callback_threshold,
@@ -223,6 +226,13 @@ class Session:
     def diagram(self) -> str:
         """Mermaid diagram of the state machines with the current states highlighted."""
         return diagram(self.state, self.phase)
+
+    def usage(self) -> CallUsage:
+        """Token usage by modality and cache, per turn and for the session, with its cost (a snapshot).
+
+        The cost comes from the provider profile's price table (``None`` without one).
+        """
+        return self._usage.usage()
 
     def statistics(self) -> SessionStatistics:
         """Counters and queue depths, for monitoring (a snapshot)."""

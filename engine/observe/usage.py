@@ -72,12 +72,10 @@ class UsageLedger:
     def __init__(self) -> None:
         self._turns: list[TurnUsage] = []
 
-    def add(self, metrics: TurnMetrics) -> TurnUsage:
-        """Count one finished turn."""
+    def add(self, metrics: TurnMetrics) -> None:
+        """Count one finished turn (a sync session callback for ``TurnMetrics``)."""
         tokens = token_counts(metrics.usage) if metrics.usage is not None else {}
-        turn = TurnUsage(turn=metrics.turn, tokens=tokens, cost=metrics.cost)
-        self._turns.append(turn)
-        return turn
+        self._turns.append(TurnUsage(turn=metrics.turn, tokens=tokens, cost=metrics.cost))
 
     def usage(self) -> CallUsage:
         """The call's usage so far (a snapshot)."""

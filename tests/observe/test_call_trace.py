@@ -128,6 +128,7 @@ async def _scripted_call(capture_text: bool = False) -> Call:
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
+    assert session.usage() == observer.usage()  # the session's own ledger, instrumented or not
     data = reader.get_metrics_data()
     metrics: dict[str, list[Any]] = {}
     assert data is not None
