@@ -10,6 +10,11 @@ The core answers every input with a list of effects (:mod:`engine.core.effects`)
   the timers; ``GateAudio``: the audio-in actor; ``DropAudioOut``: the
   dispatcher drops a cut response's queued audio.
 
+With a :class:`~engine.core.policy.CallPolicy`, every published event is
+also shown to the :class:`~engine.core.policy.CallPolicies`, whose timers
+(``policy.*``) come back to them; their ``Say`` asks the core for a
+response with that instruction and their ``HangupCall`` ends the session.
+
 It owns those targets for one ``connect()``; what concerns the connection
 (ready, fatal, expired, a due rollover) it hands to its :class:`Hooks`, the
 supervisor.
@@ -36,7 +41,9 @@ from engine.core import effects as fx
 from engine.core import events as ev
 from engine.core.conversation import Conversation
 from engine.core.lifecycle import Lifecycle
+from engine.core.policy import CallPolicies, HangupCall, PolicyEffect, Say
 from engine.errors import ErrorCode, ErrorSource
+from engine.protocol.client import ResponseParams
 from engine.protocol.codec import encode
 from engine.protocol.config import AudioFormat
 from engine.redaction import redact
@@ -77,6 +84,9 @@ class Hooks(Protocol):
 
     async def at_turn_boundary(self) -> None:
         """A batch of effects was applied while a rollover is due: roll over if between turns."""
+
+    def on_hangup(self, reason: str) -> None:
+        """A call policy ended the call (``idle``, ``max_duration``, ``end_call``): close the session."""
 
 
 class Interpreter:
@@ -119,6 +129,7 @@ class Interpreter:
             report=dispatcher.publish,
         )
         self.audio.start_in(group)
+        self.policies: CallPolicies | None = None  # set by the supervisor when a CallPolicy is given
 
     async def apply(self, effects: list[fx.Effect], *, sending: bool = True) -> None:
         """Perform ``effects`` in order (``sending=False``: the socket is going, nothing is sent)."""
@@ -131,6 +142,8 @@ class Interpreter:
                     if event.code in ROLL_OVER_CODES and not event.fatal:
                         hooks.on_expired(event.code)
                 self._dispatcher.publish(event)
+                if self.policies is not None:
+                    await self._apply_policy(self.policies.observe(event))
                 if isinstance(event, ev.SessionReady):
                     hooks.on_ready()
                 elif isinstance(event, ev.Error) and event.fatal:
@@ -174,7 +187,35 @@ class Interpreter:
         if name == ROLLOVER_TIMER:
             await self._hooks.on_rollover_due()
             return
+        if name.startswith("policy.") and self.policies is not None:
+            await self._apply_policy(self.policies.timer_fired(name))
+            return
         await self.apply(self.conv.handle(cmd.TimerFired(name=name)))
+
+    def on_played(self, item_id: str, ms: float) -> None:
+        """The player acknowledged ``ms`` of an item: a goodbye being drained may be over."""
+        if self.policies is not None and not self._hooks.ending:
+            for effect in self.policies.played(item_id, ms):
+                self._apply_policy_now(effect)
+
+    async def _apply_policy(self, effects: list[PolicyEffect]) -> None:
+        for effect in effects:
+            if isinstance(effect, Say):
+                params = ResponseParams(instructions=effect.instructions)
+                await self.apply(self.conv.handle(cmd.CreateResponse(params=params)))
+            else:
+                self._apply_policy_now(effect)
+
+    def _apply_policy_now(self, effect: PolicyEffect) -> None:
+        if isinstance(effect, fx.ArmTimer):
+            self.timers.arm(effect.name, effect.delay)
+        elif isinstance(effect, fx.CancelTimer):
+            self.timers.cancel(effect.name)
+        elif isinstance(effect, HangupCall):
+            log.info("a call policy ends the call: %s", effect.reason)
+            self._hooks.on_hangup(effect.reason)
+        else:
+            raise TypeError(f"{effect!r} cannot be done without waiting")
 
     def report_audio_misaligned(self, dropped: int, where: str) -> None:
         """An incomplete sample was dropped where the caller's stream was cut."""

@@ -30,6 +30,7 @@ async def read_socket(
     """Read ``transport`` until it ends; return why it ended."""
     # Bound once: this loop runs for every server message.
     receive, feed, handle, apply, emit = transport.receive, conv.receive, conv.handle, effects.apply, fx.Emit
+    streamed = _STREAMED if effects.policies is None else frozenset()  # call policies count the audio
     while True:
         try:
             text = await receive()
@@ -48,7 +49,7 @@ async def read_socket(
             out = feed(event)
         if not out:
             continue
-        if len(out) == 1 and type(first := out[0]) is emit and type(first.event) in _STREAMED:
+        if len(out) == 1 and type(first := out[0]) is emit and type(first.event) in streamed:
             publish(first.event)
         else:
             await apply(out)

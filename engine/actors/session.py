@@ -519,6 +519,8 @@ class Session:
         conv = self._supervisor.conv
         if conv is not None and not self._lifecycle.ending:  # once closing, the core is closed: moot
             conv.handle(cmd.AudioPlayed(item_id=item_id, ms=ms))
+            if self._supervisor.effects is not None:  # a call policy's goodbye may be over
+                self._supervisor.effects.on_played(item_id, ms)
 
     def pause_audio_input(self, paused: bool) -> None:
         """While paused, audio given to ``send_audio`` is discarded."""

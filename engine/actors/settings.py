@@ -6,6 +6,7 @@ from typing import Any
 
 import attrs
 
+from engine.core.policy import CallPolicy
 from engine.core.reconnect import ReconnectPolicy
 from engine.protocol.text import DEFAULT_MAX_ITEM_BYTES
 from engine.transports.base import TransportSettings
@@ -45,6 +46,8 @@ class SessionSettings:
         reconnect: backoff and attempt limit after a dropped socket.
         max_session_duration: seconds after which the session is rolled over to a new
             socket between turns (providers end sessions after a time); ``None`` never.
+        call_policy: what ends a call by itself (idle reprompts and goodbye, ``end_call``,
+            a maximum length with a warning): :class:`~engine.core.policy.CallPolicy`; ``None``: nothing.
         max_history_items: conversation items kept in the local mirror (``session.history``,
             replayed on a reconnect); the oldest are forgotten past it, so memory stays flat.
         raw_events: deliver a ``RawEvent`` for each server event the library does not model
@@ -70,6 +73,7 @@ class SessionSettings:
     hold_policy: str = attrs.field(default="drop_oldest")
     reconnect: ReconnectPolicy = ReconnectPolicy()
     max_session_duration: float | None = None
+    call_policy: CallPolicy | None = None
     max_history_items: int | None = 500
     max_item_bytes: int = attrs.field(default=DEFAULT_MAX_ITEM_BYTES, validator=_positive)
     raw_events: bool = False

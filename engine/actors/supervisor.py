@@ -47,6 +47,7 @@ from engine.core.lifecycle import (
     Lifecycle,
     LifecycleMachine,
 )
+from engine.core.policy import CallPolicies
 from engine.core.states import Phase, State
 from engine.errors import (
     ConnectionClosed,
@@ -153,6 +154,8 @@ class Supervisor:
             clock=clock,
         )
         self.effects.audio.paused = paused
+        if settings.call_policy is not None:
+            self.effects.policies = CallPolicies(settings.call_policy, clock)
         group.start_soon(self._connection_loop, name="connection")
 
     async def wait_started(self) -> None:
@@ -315,6 +318,11 @@ class Supervisor:
         """
         if self._group is not None:
             self._group.start_soon(self._close_socket, code)
+
+    def on_hangup(self, reason: str) -> None:
+        """A call policy ended the call: close the session normally, saying which policy."""
+        if self._group is not None and not self.lifecycle.ending:
+            self._group.start_soon(self.shutdown, f"call ended by policy: {reason}")
 
     async def on_rollover_due(self) -> None:
         """``max_session_duration`` elapsed: roll over at the next turn boundary (now, if between turns)."""

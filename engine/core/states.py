@@ -449,3 +449,10 @@ MACHINES.append(
         actions=LIFECYCLE_ACTIONS,
     )
 )
+
+# ------------------------------------------------------------------ call policies
+# The idle, call_clock and hangup machines (engine.core.policy_states, stepped by
+# engine.core.policy.CallPolicies): off unless a CallPolicy enables them.
+from engine.core.policy_states import POLICY_MACHINES  # noqa: E402
+
+MACHINES.extend(POLICY_MACHINES)
