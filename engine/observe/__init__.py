@@ -107,11 +107,10 @@ def instrument(
     system = session.provider.name
     attributes: dict[str, Any] = {"gen_ai.system": system, "gen_ai.provider.name": system}
     call_id = call_id if call_id is not None else current_call()[0]
-    clock = None
-    try:
-        clock = loop_clock()
-    except Exception:  # not inside the event loop yet: turn spans then start at their events
-        clock = None
+
+    def clock() -> float:  # the session's loop clock, read on the first event (in the loop)
+        return loop_clock()()
+
     trace = meters = None
     if traces:
         tracer = otel_trace.get_tracer("engine", tracer_provider=tracer_provider)

@@ -66,7 +66,10 @@ class CallTrace:
         if self.ended:
             return
         if self._offset is None and self._clock is not None:
-            self._offset = now - round(self._clock() * 1e9)
+            try:
+                self._offset = now - round(self._clock() * 1e9)
+            except RuntimeError:  # not in the loop's thread: turn spans then start at their events
+                self._clock = None
         if isinstance(event, ev.StateChanged):
             self._state.end(end_time=now)
             self._state = self._start_state(event.new, now)
