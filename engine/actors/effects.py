@@ -41,7 +41,7 @@ from engine.core import effects as fx
 from engine.core import events as ev
 from engine.core.conversation import Conversation
 from engine.core.lifecycle import Lifecycle
-from engine.core.policy import CallPolicies, HangupCall, PolicyEffect, Say
+from engine.core.policy import END_CALL_TOOL, CallPolicies, HangupCall, PolicyEffect, Say
 from engine.errors import ErrorCode, ErrorSource
 from engine.protocol.client import ResponseParams
 from engine.protocol.codec import encode
@@ -252,6 +252,24 @@ class Interpreter:
                 source=ErrorSource.LOCAL,
             )
         )
+
+
+def end_call_tool() -> Tool:
+    """The built-in ``end_call`` tool (``CallPolicy(end_call=True)``): the call policy ends the call.
+
+    Its answer only tells the model the call is ending; the hang-up waits for the goodbye to be played.
+    """
+
+    def end_call() -> dict[str, str]:
+        return {"status": "ending", "note": "The call ends once your goodbye has been heard."}
+
+    return Tool(
+        name=str(END_CALL_TOOL["name"]),
+        description=str(END_CALL_TOOL["description"]),
+        parameters=dict(END_CALL_TOOL["parameters"]),
+        handler=end_call,
+        cancel_on_interrupt=False,
+    )
 
 
 def redacted(event: ev.Error) -> ev.Error:

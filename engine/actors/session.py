@@ -32,7 +32,7 @@ import attrs
 
 from engine.actors import raw
 from engine.actors.dispatch import Callback, Dispatcher, EventStream, in_callback_thread
-from engine.actors.effects import Interpreter
+from engine.actors.effects import Interpreter, end_call_tool
 from engine.actors.group import ActorGroup
 from engine.actors.loop import loop_caller
 from engine.actors.settings import SessionSettings
@@ -102,6 +102,8 @@ class Session:
             check_item(item, self.settings.max_item_bytes, f"history entry {number}")
         self._record = (Path(record), record_audio) if record is not None else None
         self._tools: dict[str, Tool] = {}
+        if self.settings.call_policy is not None and self.settings.call_policy.end_call:
+            self.add_tool(end_call_tool())
         self._callbacks: list[tuple[tuple[type, ...] | None, Callback]] = []
         self._usage = UsageLedger()  # every turn's usage and cost, for usage()
         self._callbacks.append(((ev.TurnMetrics,), self._usage.add))

@@ -18,17 +18,19 @@ work whether or not the provider has an idle timeout of its own.
   ``running`` until ``max_duration - warn_before`` (the warning is spoken),
   ``warned`` until ``max_duration``, then the call ends.
 * **hangup** (:class:`Hangup`): ``goodbye`` once a goodbye is asked for (or
-  the model called the opt-in ``end_call`` tool, whose response is the
-  goodbye); ``draining`` once that response is done, until its audio has been
-  *played*: acknowledged by the player (:meth:`CallPolicies.played`) or, with
-  no acknowledgements, by the estimate (the audio's length from its first
-  chunk, plus ``drain_margin``); then ``ended`` with :class:`Hangup`.
+  the model called the opt-in ``end_call`` tool: its response is the goodbye
+  if it spoke, else the follow-up after the tool's output); ``draining`` once
+  that response is done, until its audio has been *played*: acknowledged by
+  the player (:meth:`CallPolicies.played`) or, with no acknowledgements, by
+  the estimate (the audio's length from its first chunk, plus
+  ``drain_margin``); then ``ended`` with :class:`HangupCall`.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Callable
+from typing import Any
 
 import attrs
 
@@ -54,7 +56,7 @@ IDLE_TIMER, WARN_TIMER, LIMIT_TIMER, DRAIN_TIMER = (
     "policy.drain",
 )
 
-END_CALL_TOOL = {
+END_CALL_TOOL: dict[str, Any] = {
     "type": "function",
     "name": "end_call",
     "description": "End the call. Say goodbye first, in the same response.",
@@ -169,10 +171,13 @@ class CallPolicies:
         elif isinstance(event, ev.SpeechStarted):
             self.reprompted = 0
         elif isinstance(event, ev.ToolCall) and event.name == "end_call" and self.policy.end_call:
-            # The response that called end_call is the goodbye (it may already be done).
-            self.reason, self._goodbye_response = self.reason or "end_call", event.response_id
+            # The response that called end_call is the goodbye if it spoke (it may already be
+            # done); if it only called the tool, the goodbye is the follow-up after its output.
+            spoke = event.response_id == self._current and self._audio_ms > 0
+            self.reason = self.reason or "end_call"
+            self._goodbye_response = event.response_id if spoke else None
             self._fire("hangup", "goodbye_asked")
-            if event.response_id is not None and event.response_id == self._last_done:
+            if spoke and event.response_id == self._last_done:
                 self._fire("hangup", "goodbye_done")
         elif isinstance(event, ev.ResponseStarted):
             self._current, self._audio_ms, self._audio_from = event.response_id, 0.0, None

@@ -17,7 +17,9 @@ from engine.server import LocalServer
 pytestmark = pytest.mark.anyio
 
 
-async def run_call(policy: CallPolicy, *, acknowledge: bool) -> tuple[list[Any], list[str]]:
+async def run_call(
+    policy: CallPolicy, *, acknowledge: bool, say: str | None = None
+) -> tuple[list[Any], list[str]]:
     """A call nobody speaks in, until the policy ends it: its events, and the order of what happened."""
     server = LocalServer(pace=0, ping_interval=None)
     settings = engine.SessionSettings(close_timeout=0.5, call_policy=policy)
@@ -38,6 +40,8 @@ async def run_call(policy: CallPolicy, *, acknowledge: bool) -> tuple[list[Any],
                     session.audio_played(chunk.item_id, played[chunk.item_id])
 
             async with session.events() as stream, session.connect():
+                if say is not None:
+                    await session.send_text(say)
                 async for event in stream:
                     if not isinstance(event, ev.AudioOut):
                         seen.append(event)
@@ -71,3 +75,18 @@ async def test_the_maximum_length_warns_then_ends() -> None:
     seen, _ = await run_call(CallPolicy(max_duration=0.5, warn_before=0.4), acknowledge=True)
     assert len([e for e in seen if isinstance(e, ev.ResponseDone)]) == 1  # the warning
     assert seen[-1] == ev.Closed(reason="call ended by policy: max_duration")
+
+
+async def test_end_call_hangs_up_after_the_goodbye_was_played() -> None:
+    """The local assistant calls end_call (it fits the words); the follow-up is the goodbye."""
+    seen, log = await run_call(
+        CallPolicy(end_call=True, drain_margin=60), acknowledge=True, say="end the call"
+    )
+    calls = [e for e in seen if isinstance(e, ev.ToolCall)]
+    assert [c.name for c in calls] == ["end_call"]  # the built-in tool was declared and called
+    done = [e for e in seen if isinstance(e, ev.ResponseDone)]
+    assert len(done) == 2  # the call, then the goodbye (the follow-up after the tool's output)
+    assert seen[-1] == ev.Closed(reason="call ended by policy: end_call")
+    assert log.index("closed") > max(
+        i for i, line in enumerate(log) if line == f"played {done[-1].response_id}"
+    )

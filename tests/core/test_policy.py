@@ -151,3 +151,15 @@ def test_a_goodbye_played_before_its_response_is_done_ends_at_once() -> None:
     assert policies.played("item", 300) == []  # not done yet: it may say more
     out = policies.observe(ev.ResponseDone(response_id="resp_1", status="completed"))
     assert out[-1] == HangupCall("end_call")
+
+
+def test_an_end_call_without_words_makes_the_follow_up_the_goodbye() -> None:
+    policies = CallPolicies(CallPolicy(end_call=True, drain_margin=0), Clock())
+    policies.observe(ev.ResponseStarted(response_id="resp_1"))
+    policies.observe(ev.ToolCall(call_id="c1", name="end_call", arguments="{}", response_id="resp_1"))
+    assert policies.observe(ev.ResponseDone(response_id="resp_1", status="completed")) == []
+    policies.observe(ev.ResponseStarted(response_id="resp_2"))  # the follow-up after the output
+    policies.observe(audio("resp_2", 500))
+    out = policies.observe(ev.ResponseDone(response_id="resp_2", status="completed"))
+    assert out == [ArmTimer(name=DRAIN_TIMER, delay=pytest.approx(0.5))]
+    assert policies.timer_fired(DRAIN_TIMER)[-1] == HangupCall("end_call")
