@@ -53,7 +53,9 @@ if TYPE_CHECKING:
     from engine.actors.settings import SessionSettings
     from engine.actors.values import SessionStatistics
     from engine.core.lifecycle import Lifecycle
+    from engine.core.policy import CallPolicy
     from engine.core.reconnect import ReconnectPolicy
+    from engine.credentials import OpenAIClientSecrets
     from engine.gateway.agent import Agent
     from engine.transports.base import TransportSettings
 
@@ -64,6 +66,8 @@ _LAZY = {
     "SessionStatistics": "engine.actors.values",
     "Lifecycle": "engine.core.lifecycle",
     "ReconnectPolicy": "engine.core.reconnect",
+    "CallPolicy": "engine.core.policy",
+    "OpenAIClientSecrets": "engine.credentials",
     "TransportSettings": "engine.transports.base",
 }
 
@@ -87,6 +91,7 @@ def diagram() -> str:
 __all__ = [
     "Agent",
     "AudioFormat",
+    "CallPolicy",
     "ConfigError",
     "ConnectionClosed",
     "EngineError",
@@ -102,6 +107,7 @@ __all__ = [
     "NoiseReduction",
     "NotConnected",
     "OpenAI",
+    "OpenAIClientSecrets",
     "Phase",
     "PromptRef",
     "ProtocolError",
