@@ -171,6 +171,12 @@ def _restorable(item: Item) -> Item | None:
     item_id = None if (item.id or "").startswith("local_") else item.id
     if item.type == "message":
         text = item.text
+        images = [p for p in item.content or () if p.type == "input_image" and p.image_url]
+        if item.role == "user" and images:  # the model must still see what it was shown
+            parts = [ContentPart(type="input_image", image_url=p.image_url, detail=p.detail) for p in images]
+            if text:
+                parts.append(ContentPart(type="input_text", text=text))
+            return Item(type="message", id=item_id, role="user", content=tuple(parts))
         if not text:
             return None
         if item.role == "user":
