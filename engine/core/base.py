@@ -136,6 +136,8 @@ class CoreBase:
         self._user_text: dict[str | None, str] = {}
         self._counter = 0
         self._out: list[Effect] = []
+        # Told (machine, old, new) after every move of any core machine (engine.observe uses it).
+        self.on_step: Callable[[str, str, str], None] | None = None
 
     def _bind(self, name: str) -> Callable[[], Any]:
         """A guard or action by name: a coupling fires another machine, anything else is ``_name``."""
@@ -183,7 +185,7 @@ class CoreBase:
     def _step(self, machine: str, trigger: str) -> bool:
         """Trigger one machine; an illegal trigger is reported as an ``Error``, not raised.
 
-        A conversation move is told to the application (``StateChanged``).
+        A conversation move is told to the application (``StateChanged``); every move to ``on_step``.
         """
         model = self._models[machine]
         old = model.state
@@ -200,8 +202,11 @@ class CoreBase:
                 message = f"{machine} {trigger!r} is not allowed in {old!r}"
             self._error(ErrorCode.ILLEGAL_TRANSITION, message, source=ErrorSource.PROTOCOL)
             return False
-        if machine == "conversation" and model.state != old:
-            self._emit(ev.StateChanged(old=State(old), new=State(model.state)))
+        if model.state != old:
+            if machine == "conversation":
+                self._emit(ev.StateChanged(old=State(old), new=State(model.state)))
+            if self.on_step is not None:
+                self.on_step(machine, old, model.state)
         return True
 
     def _fire(self, trigger: str) -> bool:

@@ -16,6 +16,7 @@ per-call log records in :mod:`engine.observe.logs`; usage in
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from engine.actors.session import Session
     from engine.observe.meters import CallMeters
     from engine.observe.traces import CallTrace
+
+log = logging.getLogger("engine.observe")
 
 OBSERVED: tuple[type, ...] = (
     ev.StateChanged,
@@ -56,15 +59,35 @@ class Observer:
     def __call__(self, event: object) -> None:
         now = time.time_ns()
         if self._session is not None and isinstance(event, ev.StateChanged):
-            model, self._session = self._session.config.model, None
-            if model and self.trace is not None:
-                self.trace.call.set_attribute("gen_ai.request.model", model)
+            self._attach(self._session)
+            self._session = None
         if isinstance(event, ev.TurnMetrics):
             self.ledger.add(event)
         if self.trace is not None:
             self.trace.handle(event, now)
         if self.meters is not None:
             self.meters.handle(event, now)
+
+    def _attach(self, session: Session) -> None:
+        """Once connected: the model the provider chose, and the core's other machines."""
+        trace = self.trace
+        if trace is None:
+            return
+        model = session.config.model
+        if model:
+            trace.call.set_attribute("gen_ai.request.model", model)
+        conv = session._supervisor.conv  # the core exists once connected
+        if conv is not None:
+            trace.machines(conv.states)
+            conv.on_step = self._step
+
+    def _step(self, machine: str, old: str, new: str) -> None:
+        """The core's ``on_step`` hook: runs inside the core's step, so it must never raise."""
+        if self.trace is not None:
+            try:
+                self.trace.step(machine, new, time.time_ns())
+            except Exception:  # an exporter's fault must not break the conversation
+                log.exception("engine.observe: tracing a %s step failed", machine)
 
     def usage(self) -> CallUsage:
         """Token usage by modality and cache, per turn and for the call, with its cost."""

@@ -5,8 +5,10 @@ The tree (every span a child of ``call`` unless said otherwise):
 * ``call``: the whole session; GenAI attributes (``gen_ai.system``,
   ``gen_ai.request.model``, ``gen_ai.usage.*``), the call's cost; events for
   interruptions and errors (a fatal error sets the status);
-* ``state <name>``: each interval the conversation machine spends in a state,
-  end to end, so the state spans tile the call with no gap and no overlap;
+* ``<machine> <state>`` (``conversation responding``, ``response generating``...):
+  each interval each machine of the core spends in a state, end to end, so each
+  machine's state spans tile the call with no gap and no overlap (the
+  conversation's from ``StateChanged``, the others' from the core's ``on_step``);
 * ``turn``: each turn, from the end of the user's input to its last
   ``response.done``, with its ``TurnMetrics`` (first audio, first *played*
   audio, tools, total, usage, cost) and its interruption event; its tool calls
@@ -51,6 +53,8 @@ class CallTrace:
         self.call: Span = tracer.start_span("call", attributes=dict(attributes), start_time=now)
         self._context = trace.set_span_in_context(self.call)
         self._state: Span = self._start_state(State.CONNECTING, now)
+        self._start = now
+        self._machines: dict[str, Span] = {}  # the other core machines' current state spans
         self._tools: dict[str, tuple[str, int, ev.ToolCall]] = {}  # running, by call id
         self._done_tools: list[tuple[ev.ToolCall, ev.ToolResult, int, int]] = []  # since the last turn
         self._cuts: list[tuple[ev.Interrupted, int]] = []  # interruptions since the last turn
@@ -109,12 +113,29 @@ class CallTrace:
     # ------------------------------------------------------------------ spans
 
     def _start_state(self, state: State, now: int) -> Span:
+        return self._machine_span("conversation", state.value, now)
+
+    def _machine_span(self, machine: str, state: str, now: int) -> Span:
         return self._tracer.start_span(
-            f"state {state.value}",
+            f"{machine} {state}",
             context=self._context,
-            attributes={"engine.machine": "conversation", "engine.state": state.value},
+            attributes={"engine.machine": machine, "engine.state": state},
             start_time=now,
         )
+
+    def machines(self, states: dict[str, str]) -> None:
+        """Start tracing the core's other machines, in ``states`` since the call began."""
+        for machine, state in states.items():
+            if machine != "conversation" and machine not in self._machines:
+                self._machines[machine] = self._machine_span(machine, state, self._start)
+
+    def step(self, machine: str, new: str, now: int) -> None:
+        """A core machine other than the conversation moved to ``new`` at ``now``."""
+        span = self._machines.get(machine)
+        if self.ended or span is None:
+            return
+        span.end(end_time=now)
+        self._machines[machine] = self._machine_span(machine, new, now)
 
     def _wall(self, t: float | None) -> int | None:
         return None if t is None or self._offset is None else self._offset + round(t * 1e9)
@@ -211,6 +232,8 @@ class CallTrace:
         if self._lost is not None:  # the session ended while the socket was down
             self._reconnected(now, "closed")
         self._state.end(end_time=now)
+        for span in self._machines.values():
+            span.end(end_time=now)
         root = self.call
         root.set_attribute("engine.close_reason", closed.reason)
         root.set_attribute("gen_ai.usage.input_tokens", self._input_tokens)

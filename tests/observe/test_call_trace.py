@@ -28,6 +28,7 @@ import engine
 import engine.observe
 from engine import events as ev
 from engine.core.metrics import Prices
+from engine.core.states import CORE_MACHINES, State
 from engine.profiles import INWORLD
 from engine.server.faults import Faults
 from tests.e2e.helpers import (
@@ -48,6 +49,7 @@ QUICK = engine.ReconnectPolicy(initial_delay=0.01, jitter=0)
 SETTINGS = engine.SessionSettings(close_timeout=0.5, reconnect=QUICK)
 PRICES = Prices(input_text=1_000_000.0, output_text=2_000_000.0)  # 1 and 2 per token: easy sums
 HELLO = "Hello there!"
+CONNECTING = ev.StateChanged(old=State.CONNECTING, new=State.CONNECTING)  # where every call starts
 
 
 def _is_turn_end(event: Any) -> bool:
@@ -164,14 +166,30 @@ async def test_the_span_tree_of_a_call() -> None:
     assert root.attributes["engine.call.id"] == "call-7"
 
     # The conversation's state intervals tile the call: no gap, no overlap, in order.
-    states = [s for s in _children(spans, root) if s.name.startswith("state ")]
+    states = [s for s in _children(spans, root) if s.name.startswith("conversation ")]
     states.sort(key=lambda s: s.start_time or 0)
     assert states[0].start_time == root.start_time and states[-1].end_time == root.end_time
     for before, after in itertools.pairwise(states):
         assert before.end_time == after.start_time
     changes = recorder.of_type(ev.StateChanged)
-    assert [s.name for s in states] == ["state connecting"] + [f"state {c.new.value}" for c in changes]
-    assert "state reconnecting" in [s.name for s in states] and states[-1].name == "state closed"
+    assert [s.name for s in states] == [f"conversation {c.new.value}" for c in [CONNECTING, *changes]]
+    assert (
+        "conversation reconnecting" in [s.name for s in states] and states[-1].name == "conversation closed"
+    )
+
+    # So do every other core machine's (from the core's on_step hook).
+    machines: dict[str, list[ReadableSpan]] = {}
+    for span in _children(spans, root):
+        if span.attributes and "engine.machine" in span.attributes:
+            machines.setdefault(str(span.attributes["engine.machine"]), []).append(span)
+    assert set(machines) == set(CORE_MACHINES)
+    for tiles in machines.values():
+        tiles.sort(key=lambda s: s.start_time or 0)
+        assert tiles[0].start_time == root.start_time and tiles[-1].end_time == root.end_time
+        assert all(a.end_time == b.start_time for a, b in itertools.pairwise(tiles))
+    phases = [s.name for s in machines["response"]]
+    assert phases[:3] == ["response idle", "response requested", "response generating"]  # the text turn
+    assert "response server_owed" in phases  # a voice turn: the server starts the response itself
 
     # One span per turn, carrying its TurnMetrics; the tool call is a child of its turn.
     turns = [s for s in _children(spans, root) if s.name == "turn"]
@@ -280,11 +298,14 @@ async def test_a_refused_call_ends_its_trace_with_the_error() -> None:
     assert error.attributes is not None and error.attributes["engine.error.fatal"] is True
     assert error.attributes["error.type"] == "connection_failed"
     # The refused socket counts as lost: the conversation was reconnecting when the session gave up.
-    assert [s.name for s in spans if s.parent is not None] == [
-        "state connecting",
-        "state reconnecting",
+    machine = [
+        s for s in spans if s.attributes and s.attributes.get("engine.machine") not in (None, "conversation")
+    ]
+    assert [s.name for s in spans if s.parent is not None and s not in machine] == [
+        "conversation connecting",
+        "conversation reconnecting",
         "reconnect",
-        "state closed",
+        "conversation closed",
     ]
     (down,) = [s for s in spans if s.name == "reconnect"]
     assert down.attributes is not None and down.attributes["engine.reconnect.outcome"] == "closed"
