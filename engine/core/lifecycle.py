@@ -48,13 +48,15 @@ class LifecycleMachine:
             asked only when a due rollover looks for a turn boundary.
     """
 
-    __slots__ = ("_actions", "_between_turns", "_plan", "state")
+    __slots__ = ("_actions", "_between_turns", "_plan", "on_step", "state")
 
     def __init__(self, between_turns: Callable[[], bool] = lambda: True) -> None:
         self.state: str = Lifecycle.NEW.value
         self._between_turns = between_turns
         self._actions: list[str] = []
         self._plan = plan_of(shared(Lifecycle, LIFECYCLE_TRANSITIONS, Lifecycle.NEW, LIFECYCLE_ACTIONS))
+        # Told ("lifecycle", old, new) after every move (engine.observe uses it), as the core's on_step.
+        self.on_step: Callable[[str, str, str], None] | None = None
 
     @property
     def current(self) -> Lifecycle:
@@ -75,7 +77,11 @@ class LifecycleMachine:
 
         Raises ``transitions.MachineError`` when ``trigger`` is not allowed in this state.
         """
-        return fire(self._plan, self, trigger)
+        old = self.state
+        moved = fire(self._plan, self, trigger)
+        if self.on_step is not None and self.state != old:
+            self.on_step("lifecycle", old, self.state)
+        return moved
 
     def take_actions(self) -> list[str]:
         """The actions the steps so far asked for, in order (and forget them)."""

@@ -145,6 +145,12 @@ def instrument(
         meter = otel_metrics.get_meter("engine", meter_provider=meter_provider)
         meters = CallMeters(instruments_of(meter), attributes)
     observer = Observer(session, trace, meters)
+    if (
+        trace is not None
+    ):  # the session's lifecycle exists from the start (the core's machines once connected)
+        lifecycle = session._lifecycle
+        trace.machines({"lifecycle": lifecycle.state})
+        lifecycle.on_step = observer._step
     session.on(*OBSERVED, *(TRANSCRIPTS if capture_text and traces else ()))(observer)
     return observer
 

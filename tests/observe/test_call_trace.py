@@ -182,7 +182,7 @@ async def test_the_span_tree_of_a_call() -> None:
     for span in _children(spans, root):
         if span.attributes and "engine.machine" in span.attributes:
             machines.setdefault(str(span.attributes["engine.machine"]), []).append(span)
-    assert set(machines) == set(CORE_MACHINES)
+    assert set(machines) == {*CORE_MACHINES, "lifecycle"}
     for tiles in machines.values():
         tiles.sort(key=lambda s: s.start_time or 0)
         assert tiles[0].start_time == root.start_time and tiles[-1].end_time == root.end_time
@@ -190,6 +190,9 @@ async def test_the_span_tree_of_a_call() -> None:
     phases = [s.name for s in machines["response"]]
     assert phases[:3] == ["response idle", "response requested", "response generating"]  # the text turn
     assert "response server_owed" in phases  # a voice turn: the server starts the response itself
+    lives = [s.name.split()[1] for s in machines["lifecycle"]]
+    assert lives[:3] == ["new", "connecting", "open"] and lives[-1] == "closing"  # closed comes after Closed
+    assert lives[3:8] == ["rolling_over", "reconnecting", "open", "reconnecting", "open"]
 
     # One span per turn, carrying its TurnMetrics; the tool call is a child of its turn.
     turns = [s for s in _children(spans, root) if s.name == "turn"]
