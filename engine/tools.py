@@ -16,6 +16,7 @@ from typing import Any, Literal, Union
 
 import attrs
 
+from engine.errors import UsageValueError
 from engine.protocol.config import FunctionTool
 
 Handler = Callable[..., Any]
@@ -35,6 +36,9 @@ class Tool:
             Sync handlers run in a worker thread so they never block the audio.
         timeout: seconds before the call is abandoned and answered with an error.
         cancel_on_interrupt: cancel the call (answering "cancelled") when the user barges in.
+
+    Raises:
+        ValueError: ``timeout`` is not positive (a ``UsageValueError``).
     """
 
     name: str
@@ -47,7 +51,7 @@ class Tool:
     @timeout.validator
     def _check_timeout(self, _: Any, value: float) -> None:
         if not value > 0:
-            raise ValueError(f"tool timeout must be positive, got {value!r}")
+            raise UsageValueError(f"tool timeout must be positive, got {value!r}")
 
     @property
     def schema(self) -> FunctionTool:

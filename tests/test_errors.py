@@ -176,6 +176,7 @@ SYNC_CASES: list[tuple[str, Callable[[], object], type[BaseException]]] = [
         settings=engine.SessionSettings(max_item_bytes=1_000)), UsageValueError),
     ("Agent: a config that is not a SessionConfig", lambda: Agent(config="x"), UsageTypeError),  # type: ignore[arg-type]
     ("Agent.session: no provider anywhere", lambda: Agent().session(), UsageValueError),
+    ("Tool: timeout not positive", lambda: engine.Tool(name="t", handler=print, timeout=0), UsageValueError),
 ]
 
 
@@ -222,6 +223,8 @@ WRONG_TYPES: dict[str, Command] = {
     "send_audio_nowait": lambda s: _call(s.send_audio_nowait, "text"),
     "update": lambda s: s.update({"instructions": "x"}),  # type: ignore[arg-type]
     "send_text (a lone surrogate)": lambda s: s.send_text("\ud800"),
+    "audio_played": lambda s: _call(lambda ms: s.audio_played("item_1", ms), "10"),
+    "audio_played (a negative ms)": lambda s: _call(lambda ms: s.audio_played("item_1", ms), -1.0),
 }
 
 
@@ -238,7 +241,7 @@ async def test_while_open_misuse_raises_usage_errors_and_after_close_session_clo
                 await session.send_text("early")
             async with session.connect():
                 for name, run in WRONG_TYPES.items():
-                    expected = UsageValueError if "surrogate" in name else UsageTypeError
+                    expected = UsageValueError if "(a" in name else UsageTypeError
                     with pytest.raises(expected):
                         await run(session)
                 with pytest.raises(UsageError, match="connects once"):

@@ -145,6 +145,9 @@ class Session:
         """Register a function as a tool (``@session.tool`` or ``@session.tool(name=...)``).
 
         Its schema comes from its signature and docstring; the function is returned unchanged.
+
+        Raises:
+            ValueError: ``timeout`` is not positive (a ``UsageValueError``).
         """
 
         def register(f: F) -> F:
@@ -513,7 +516,11 @@ class Session:
         This is the playback ledger's acknowledgement: call it as audio leaves the
         speaker (or a telephony mark comes back). A barge-in then truncates the item
         to exactly what was heard; without it, playback is estimated from the clock.
-        Ignored once the session is closing (a speaker may finish after it).
+        Ignored before ``connect()`` and once the session is closing (a speaker may finish after it).
+
+        Raises:
+            TypeError: ``item_id`` is not a ``str`` or ``ms`` not a number (a ``UsageTypeError``).
+            ValueError: ``ms`` is negative or not finite (a ``UsageValueError``).
         """
         if in_callback_thread():  # a sync callback moved to a worker thread: the core is the loop's
             anyio.from_thread.run_sync(self.audio_played, item_id, ms)
