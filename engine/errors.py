@@ -158,7 +158,7 @@ class SessionClosed(EngineError):
     """The session closed (by ``aclose()``, or a fatal error); the call cannot proceed.
 
     Attributes:
-        reason: why it closed, as the ``Closed`` event says it (``""`` when unknown).
+        reason: why it ended in a few words: the fatal error's ``code: message``, or ``"closed"``.
         error: the fatal ``Error`` event that ended it, if one did.
     """
 

@@ -162,7 +162,9 @@ class Supervisor:
         """Return once the first socket is ready; raise if the session ended before."""
         await self._opened.wait()
         if self.lifecycle.ending:
-            raise self.failure or SessionClosed(f"the session closed before it was ready: {self.why()}")
+            raise self.failure or SessionClosed(
+                f"the session closed before it was ready: {self.why()}", reason=self.why(), error=self.fatal
+            )
 
     def why(self) -> str:
         """Why the session ended, in a few words."""
