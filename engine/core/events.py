@@ -166,9 +166,12 @@ class Interrupted:
 class Error:
     """Something went wrong. ``fatal`` errors end the session; the others are reports.
 
-    ``source`` says whose fault: ``server`` (an error event), ``protocol`` (a
-    message we could not use), ``local`` (a call not allowed now), ``tool`` or
-    ``callback``.
+    ``code`` is an :class:`~engine.errors.ErrorCode` member, or the server's own
+    code passed through. ``source`` (an :class:`~engine.errors.ErrorSource`) says
+    whose fault: ``server`` (an error event), ``protocol`` (a message we could not
+    use), ``local`` (this process: a queue's overflow policy, work arriving after
+    close), ``tool`` or ``callback``. A call the caller may not make is never an
+    ``Error``: it raises (:mod:`engine.errors` states the policy).
     """
 
     code: str
