@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import anyio
+import attrs
 import pytest
 
 import engine
@@ -151,3 +152,21 @@ async def test_send_raw_goes_through_the_core(dialect: str) -> None:
     codes = [e.code for e in recorder.of_type(ev.Error)]
     assert "conversation_already_has_active_response" not in codes
     assert sent.count("session.update") == 2
+
+
+async def test_raw_events_setting_turns_them_on_for_every_subscriber() -> None:
+    server = make_server()
+    everything = Recorder()
+    settings = attrs.evolve(SETTINGS, raw_events=True)
+    with anyio.fail_after(10):
+        async with server.running():
+            session = engine.Session(inworld(server), CONFIG, settings=settings)
+            session.on()(everything)
+            async with session.connect():
+                connection = await server.wait_for_connection(0)
+                connection.emit(UnknownServerEvent(type="vendor.memory", raw={"type": "vendor.memory"}))
+                await session.send_text("Hello there!")
+                await turn_done(session.events())
+    kinds = [e.type for e in everything.of_type(ev.RawEvent)]
+    assert "vendor.memory" in kinds
+    assert "conversation.item.input_audio_transcription.delta" not in kinds  # modelled: never raw
