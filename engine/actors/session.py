@@ -106,7 +106,6 @@ class Session:
             self.add_tool(end_call_tool())
         self._callbacks: list[tuple[tuple[type, ...] | None, Callback]] = []
         self._usage = UsageLedger()  # every turn's usage and cost, for usage()
-        self._callbacks.append(((ev.TurnMetrics,), self._usage.add))
         self._dispatcher = Dispatcher(
             event_buffer=self.settings.event_buffer,
             slow_callback_threshold=self.settings.slow_callback_threshold,
@@ -277,6 +276,7 @@ class Session:
                     paused=self._paused,
                 )
                 self._ask_raw(())
+                self._dispatcher.add_callback(group, (ev.TurnMetrics,), self._usage.add)
                 for kinds, callback in self._callbacks:
                     self._dispatcher.add_callback(group, kinds, callback)
                 try:
