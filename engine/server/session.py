@@ -71,9 +71,7 @@ class ServerSession:
         transcripts: called for each committed utterance that has no scripted
             transcript of its own; returns one, or ``None`` for the default.
         quirks: Inworld behaviours to imitate beyond GA.
-        dialect: whose endpoint the client connected to; only Inworld's answers
-            a tool output by itself (``providerData.auto_tool_response``), an
-            OpenAI GA server never does.
+        dialect: whose endpoint the client reached (only Inworld's answers a tool output by itself).
     """
 
     def __init__(
@@ -360,8 +358,7 @@ class ServerSession:
             s.ConversationItemAdded(item=item, previous_item_id=previous),
             s.ConversationItemDone(item=item, previous_item_id=previous),
         ]
-        # Inworld answers a tool output by itself unless providerData.auto_tool_response is
-        # false (an Inworld extension, docs/protocol.md §4.4); an OpenAI GA server never does.
+        # Inworld's extension (docs/protocol.md §4.4), default on; an OpenAI GA server never does this.
         automatic = self.dialect == "inworld" and self._eff.auto_tool_response and self._response is None
         if item.type == "function_call_output" and automatic and self._all_calls_answered():
             out += self._start_response(now, None)
