@@ -358,7 +358,7 @@ class ServerSession:
             s.ConversationItemAdded(item=item, previous_item_id=previous),
             s.ConversationItemDone(item=item, previous_item_id=previous),
         ]
-        # Inworld's extension (docs/protocol.md §4.4), default on; an OpenAI GA server never does this.
+        # Inworld's providerData.auto_tool_response (docs/protocol.md §4.4); never a GA server's.
         automatic = self.dialect == "inworld" and self._eff.auto_tool_response and self._response is None
         if item.type == "function_call_output" and automatic and self._all_calls_answered():
             out += self._start_response(now, None)
