@@ -141,6 +141,9 @@ def instrument(
         if call_id is not None:
             span_attributes["engine.call.id"] = call_id
         trace = CallTrace(tracer, span_attributes, capture_text=capture_text, clock=clock)
+        if not trace.call.is_recording():  # no SDK configured: every span would be a no-op
+            trace.call.end()
+            trace = None
     if metrics:
         meter = otel_metrics.get_meter("engine", meter_provider=meter_provider)
         meters = CallMeters(instruments_of(meter), attributes)

@@ -313,3 +313,10 @@ async def test_a_refused_call_ends_its_trace_with_the_error() -> None:
     (down,) = [s for s in spans if s.name == "reconnect"]
     assert down.attributes is not None and down.attributes["engine.reconnect.outcome"] == "closed"
     assert KEY not in json.dumps([json.loads(s.to_json()) for s in spans])
+
+
+def test_without_an_sdk_no_span_is_even_built() -> None:
+    session = engine.Session(engine.Inworld(api_key=KEY, url="ws://127.0.0.1:9/x"))
+    observer = engine.observe.instrument(session)  # the global providers: the API's no-ops here
+    assert observer.trace is None and observer.meters is not None
+    assert session._lifecycle.on_step is None  # nothing hooked into the machines either
