@@ -27,3 +27,14 @@ def test_ruff_is_clean() -> None:
 
 def test_package_ships_py_typed() -> None:
     assert (ROOT / "engine" / "py.typed").exists()
+
+
+def test_no_module_of_the_package_is_over_500_lines() -> None:
+    """Files a newcomer reads in one sitting: no module of ``engine/`` over 500 lines."""
+    sizes = {
+        str(path.relative_to(ROOT)): len(path.read_text(encoding="utf-8").splitlines())
+        for path in (ROOT / "engine").rglob("*.py")
+    }
+    assert sizes, "no modules found"
+    too_long = {path: lines for path, lines in sizes.items() if lines > 500}
+    assert not too_long, f"modules over 500 lines (split them along their seams): {too_long}"

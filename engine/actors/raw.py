@@ -14,8 +14,9 @@ raw ``response.create`` still goes through the response slot.
 from __future__ import annotations
 
 import base64
+import binascii
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import anyio.lowlevel
@@ -26,7 +27,7 @@ from engine.core import commands as cmd
 from engine.core import events as ev
 from engine.core.effects import Effect
 from engine.core.states import State
-from engine.errors import SessionClosed, UpdateRejected
+from engine.errors import SessionClosed, UpdateRejected, UsageTypeError, UsageValueError
 from engine.protocol import client as c
 from engine.protocol.codec import decode_client
 from engine.protocol.config import SessionConfig, config_from_wire
@@ -39,11 +40,16 @@ _LIVE = (State.SESSION_READY, State.USER_SPEAKING, State.RESPONDING, State.AWAIT
 
 
 async def acknowledged(
-    dispatcher: Dispatcher, effects: Interpreter, out: list[Effect], event_id: str
+    dispatcher: Dispatcher,
+    effects: Interpreter,
+    out: list[Effect],
+    event_id: str,
+    closed: Callable[[str], SessionClosed],
 ) -> ev.ConfigApplied:
     """Apply an update's effects, then wait for the server's answer to ``event_id``.
 
-    The answer has a deadline in the core (``response_timeout``: ``update_timeout``).
+    The answer has a deadline in the core (``response_timeout``: ``update_timeout``);
+    ``closed`` makes the session's ``SessionClosed`` (with its reason) if it ends first.
     """
     async with dispatcher.stream((ev.ConfigApplied, ev.ConfigRejected)) as answers:
         await anyio.lowlevel.checkpoint()
@@ -57,7 +63,7 @@ async def acknowledged(
                 )
             applied: ev.ConfigApplied = answer
             return applied
-    raise SessionClosed("the session closed before the server answered the update")
+    raise closed("the session closed before the server answered the update")
 
 
 async def send(session: Session, conv: Conversation, effects: Interpreter, event: Mapping[str, Any]) -> None:
@@ -78,7 +84,7 @@ async def send(session: Session, conv: Conversation, effects: Interpreter, event
     elif isinstance(routed, str):
         await anyio.lowlevel.checkpoint()
         if effects.outbox is None or conv.state not in _LIVE:
-            raise SessionClosed(f"send_raw(): the session is not ready ({conv.state})")
+            raise session._closed(f"send_raw(): the session is not ready ({conv.state})")
         await effects.outbox.send(routed)
     else:
         await anyio.lowlevel.checkpoint()
@@ -93,17 +99,17 @@ def route(event: Mapping[str, Any], current: SessionConfig) -> Routed:
     """Validate a raw client event and say how it must go out.
 
     Raises:
-        TypeError: ``event`` is not a mapping with a string ``type``.
-        ValueError: not JSON; a known type that does not decode; a ``session.update``
-            with fields ``SessionConfig`` does not model.
+        TypeError: ``event`` is not a mapping with a string ``type`` (a ``UsageTypeError``).
+        ValueError: not JSON; audio that is not base64; ``previous_item_id``; a ``session.update``
+            with fields ``SessionConfig`` does not model (a ``UsageValueError``).
         ProtocolError: a known type the codec refuses.
     """
     if not isinstance(event, Mapping) or not isinstance(event.get("type"), str) or not event["type"]:
-        raise TypeError("send_raw(): the event must be a dict with a non-empty string 'type'")
+        raise UsageTypeError("send_raw(): the event must be a dict with a non-empty string 'type'")
     try:
         text = json.dumps(dict(event), ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"send_raw(): the event is not JSON: {exc}") from None
+        raise UsageValueError(f"send_raw(): the event is not JSON: {exc}") from None
     if event["type"] not in c.CLIENT_EVENTS:
         return text  # not modelled: sent as given (docs: send_raw)
     typed = decode_client(text)  # raises ProtocolError for a malformed known event
@@ -113,14 +119,17 @@ def route(event: Mapping[str, Any], current: SessionConfig) -> Routed:
         return cmd.CancelResponse()
     if isinstance(typed, c.ConversationItemCreate):
         if typed.previous_item_id is not None:
-            raise ValueError("send_raw(): previous_item_id is not supported (the history mirror appends)")
+            raise UsageValueError("send_raw(): previous_item_id is not supported (the history appends)")
         return cmd.AddItem(item=typed.item)
     if isinstance(typed, c.InputAudioBufferCommit):
         return cmd.CommitAudio()
     if isinstance(typed, c.InputAudioBufferClear):
         return cmd.ClearAudio()
     if isinstance(typed, c.InputAudioBufferAppend):
-        return base64.b64decode(typed.audio, validate=True)
+        try:
+            return base64.b64decode(typed.audio, validate=True)
+        except binascii.Error as exc:
+            raise UsageValueError(f"send_raw(): the appended audio is not base64: {exc}") from None
     if isinstance(typed, c.SessionUpdate):
         return _merged(current, typed.session)
     return text  # truncate, delete, retrieve, output_audio_buffer.clear: the core reads their answers
@@ -132,7 +141,7 @@ def _merged(current: SessionConfig, session: Mapping[str, Any]) -> SessionConfig
     config = config_from_wire(wire)
     lost = sorted(set(session) - set(config.to_wire()) - {"type"})
     if lost:
-        raise ValueError(f"send_raw(): session.update fields not modelled by SessionConfig: {lost}")
+        raise UsageValueError(f"send_raw(): session.update fields not modelled by SessionConfig: {lost}")
     return config
 
 
