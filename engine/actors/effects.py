@@ -13,7 +13,9 @@ The core answers every input with a list of effects (:mod:`engine.core.effects`)
 With a :class:`~engine.core.policy.CallPolicy`, every published event is
 also shown to the :class:`~engine.core.policy.CallPolicies`, whose timers
 (``policy.*``) come back to them; their ``Say`` asks the core for a
-response with that instruction and their ``HangupCall`` ends the session.
+response with that instruction, their ``HangupCall`` ends the session and
+their ``RollOver`` (the budget's) rolls the server session over at the next
+turn boundary, as ``max_session_duration`` does.
 
 It owns those targets for one ``connect()``; what concerns the connection
 (ready, fatal, expired, a due rollover) it hands to its :class:`Hooks`, the
@@ -41,7 +43,7 @@ from engine.core import effects as fx
 from engine.core import events as ev
 from engine.core.conversation import Conversation
 from engine.core.lifecycle import Lifecycle
-from engine.core.policy import END_CALL_TOOL, CallPolicies, HangupCall, PolicyEffect, Say
+from engine.core.policy import END_CALL_TOOL, CallPolicies, HangupCall, PolicyEffect, RollOver, Say
 from engine.errors import ErrorCode, ErrorSource
 from engine.protocol.client import ResponseParams
 from engine.protocol.codec import encode
@@ -203,6 +205,8 @@ class Interpreter:
             if isinstance(effect, Say):
                 params = ResponseParams(instructions=effect.instructions)
                 await self.apply(self.conv.handle(cmd.CreateResponse(params=params)))
+            elif isinstance(effect, RollOver):
+                await self._hooks.on_rollover_due()
             else:
                 self._apply_policy_now(effect)
 

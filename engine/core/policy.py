@@ -1,8 +1,8 @@
-"""Call policies: the idle reprompt, the maximum call length, and ending a call after its goodbye.
+"""Call policies: the idle reprompt, the maximum call length, the cost budget, ending after a goodbye.
 
 Theory of operation
 -------------------
-Three small machines (tables in :mod:`engine.core.policy_states`, registered in
+Four small machines (tables in :mod:`engine.core.policy_states`, registered in
 ``MACHINES``), stepped by :class:`CallPolicies` from the events the core emits
 and from its own timers. Pure: time is read from the clock passed in, timers
 are :class:`~engine.core.effects.ArmTimer` effects, and what a policy wants
@@ -17,6 +17,15 @@ work whether or not the provider has an idle timeout of its own.
 * **call_clock** (:class:`CallClock`): from the first ready session,
   ``running`` until ``max_duration - warn_before`` (the warning is spoken),
   ``warned`` until ``max_duration``, then the call ends.
+* **budget** (:class:`Budget`): from the first ready session, ``running``
+  while the turns' costs (``TurnMetrics.cost``, from the profile's price
+  table) are counted; ``warned`` once they reach ``budget_warning_at`` of the
+  budget (the notice is spoken); when the next turn, at the average cost per
+  turn so far, would exceed the budget: ``done`` with a goodbye (the call
+  ends as below, reason ``budget``), or with ``budget_action="rollover"`` the
+  notice is spoken, the server session is rolled over (:class:`RollOver`) and
+  the count starts again. Without a price table no turn is priced: it never
+  triggers.
 * **hangup** (:class:`Hangup`): ``goodbye`` once a goodbye is asked for (or
   the model called the opt-in ``end_call`` tool: its response is the goodbye
   if it spoke, else the follow-up after the tool's output); ``draining`` once
@@ -30,7 +39,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 
@@ -38,16 +47,27 @@ from engine.core import events as ev
 from engine.core.effects import ArmTimer, CancelTimer
 from engine.core.machine import fire, plan_of, shared
 from engine.core.policy_states import (
+    BUDGET_TRANSITIONS,
     CALL_CLOCK_TRANSITIONS,
     HANGUP_TRANSITIONS,
     IDLE_TRANSITIONS,
+    Budget,
     CallClock,
     Hangup,
     Idle,
 )
 from engine.core.states import State
 
-__all__ = ["END_CALL_TOOL", "CallPolicies", "CallPolicy", "Hangup", "HangupCall", "PolicyEffect", "Say"]
+__all__ = [
+    "END_CALL_TOOL",
+    "CallPolicies",
+    "CallPolicy",
+    "Hangup",
+    "HangupCall",
+    "PolicyEffect",
+    "RollOver",
+    "Say",
+]
 
 IDLE_TIMER, WARN_TIMER, LIMIT_TIMER, DRAIN_TIMER = (
     "policy.idle",
@@ -75,6 +95,16 @@ def _non_negative(_: object, attribute: attrs.Attribute[float], value: float | i
         raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
 
 
+def _fraction(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not 0 <= value <= 1:
+        raise ValueError(f"{attribute.name} must be between 0 and 1, got {value!r}")
+
+
+def _positive_amount(_: object, attribute: attrs.Attribute[float | None], value: float | None) -> None:
+    if value is not None and not value > 0:
+        raise ValueError(f"{attribute.name} must be > 0 (the price table's currency) or None, got {value!r}")
+
+
 @attrs.frozen(kw_only=True)
 class CallPolicy:
     """What ends a call by itself, and what is said first. Everything is off by default.
@@ -89,6 +119,14 @@ class CallPolicy:
         warning_instructions: the instruction of the warning response.
         end_call: offer the model the built-in ``end_call`` tool.
         drain_margin: seconds added to the estimated end of the goodbye's audio.
+        budget: the most a call may cost, in the price table's currency (``None``: off; needs
+            the provider profile's ``prices``, else no turn is priced and it never triggers).
+        budget_action: when the next turn would exceed it: ``"end"`` the call after a goodbye, or
+            ``"rollover"`` to a fresh server session after a notice (the budget counts anew).
+        budget_warning_at: the fraction of the budget at which the warning is spoken (0: none).
+        budget_warning_instructions: the instruction of the warning response.
+        budget_goodbye_instructions: the instruction of the goodbye when the budget is spent.
+        budget_rollover_instructions: the instruction of the notice before a rollover.
     """
 
     idle_after: float | None = attrs.field(default=None, validator=_positive_or_none)
@@ -100,6 +138,14 @@ class CallPolicy:
     warning_instructions: str = "The call is about to end. Tell the user briefly, and wrap up."
     end_call: bool = False
     drain_margin: float = attrs.field(default=0.25, validator=_non_negative)
+    budget: float | None = attrs.field(default=None, validator=_positive_amount)
+    budget_action: Literal["end", "rollover"] = attrs.field(
+        default="end", validator=attrs.validators.in_(("end", "rollover"))
+    )
+    budget_warning_at: float = attrs.field(default=0.8, validator=_fraction)
+    budget_warning_instructions: str = "The call is close to its cost limit. Tell the user briefly."
+    budget_goodbye_instructions: str = "The call has reached its cost limit. Tell the user, and say goodbye."
+    budget_rollover_instructions: str = "Tell the user briefly that you are starting a fresh session."
 
 
 @attrs.frozen
@@ -116,7 +162,12 @@ class HangupCall:
     reason: str
 
 
-PolicyEffect = ArmTimer | CancelTimer | Say | HangupCall
+@attrs.frozen
+class RollOver:
+    """Roll the server session over at the next turn boundary (the budget's ``rollover``)."""
+
+
+PolicyEffect = ArmTimer | CancelTimer | Say | HangupCall | RollOver
 
 
 class _Model:
@@ -138,10 +189,12 @@ class CallPolicies:
         self._clock = clock
         self.idle = _Model(self, Idle.PAUSED)
         self.call_clock = _Model(self, CallClock.OFF)
+        self.budget = _Model(self, Budget.OFF)
         self.hangup = _Model(self, Hangup.NONE)
         self._plans = {
             "idle": plan_of(shared(Idle, IDLE_TRANSITIONS, Idle.PAUSED)),
             "call_clock": plan_of(shared(CallClock, CALL_CLOCK_TRANSITIONS, CallClock.OFF)),
+            "budget": plan_of(shared(Budget, BUDGET_TRANSITIONS, Budget.OFF)),
             "hangup": plan_of(shared(Hangup, HANGUP_TRANSITIONS, Hangup.NONE)),
         }
         self._out: list[PolicyEffect] = []
@@ -154,6 +207,8 @@ class CallPolicies:
         self._audio_ms = 0.0  # of the latest response
         self._audio_from: float | None = None  # when its first chunk came
         self._last_done: str | None = None
+        self.spent = 0.0  # the call's cost so far (priced turns)
+        self._window = (0.0, 0)  # cost and priced turns since the count (re)started
 
     # ------------------------------------------------------------------ inputs
 
@@ -163,11 +218,17 @@ class CallPolicies:
             if event.new is State.SESSION_READY:
                 if self.policy.max_duration is not None:
                     self._fire("call_clock", "start")
+                if self.policy.budget is not None:
+                    self._fire("budget", "start")
                 self._fire("idle", "floor_free")
             elif event.new is State.CLOSED:
                 self._fire("idle", "stop")
             else:
                 self._fire("idle", "floor_taken")
+        elif isinstance(event, ev.TurnMetrics) and event.cost is not None:
+            self.spent += event.cost
+            self._window = (self._window[0] + event.cost, self._window[1] + 1)
+            self._fire("budget", "spent")
         elif isinstance(event, ev.SpeechStarted):
             self.reprompted = 0
         elif isinstance(event, ev.ToolCall) and event.name == "end_call" and self.policy.end_call:
@@ -234,6 +295,19 @@ class CallPolicies:
     def _warning_due(self) -> bool:
         return self.policy.warn_before > 0
 
+    def _over_budget(self) -> bool:
+        assert self.policy.budget is not None
+        cost, turns = self._window
+        return turns > 0 and cost + cost / turns > self.policy.budget
+
+    def _rollover_on(self) -> bool:
+        return self.policy.budget_action == "rollover"
+
+    def _budget_warning_reached(self) -> bool:
+        assert self.policy.budget is not None
+        at = self.policy.budget_warning_at
+        return at > 0 and self._window[0] >= at * self.policy.budget
+
     # Actions.
 
     def _arm_idle(self) -> None:
@@ -262,6 +336,21 @@ class CallPolicies:
     def _speak_warning(self) -> None:
         if self.hangup.state == Hangup.NONE:
             self._out.append(Say(self.policy.warning_instructions))
+
+    def _speak_budget_warning(self) -> None:
+        if self.hangup.state == Hangup.NONE:
+            self._out.append(Say(self.policy.budget_warning_instructions))
+
+    def _budget_goodbye(self) -> None:
+        if self.hangup.state == Hangup.NONE:
+            self.reason = "budget"
+            self._fire("hangup", "goodbye_asked")
+            self._out.append(Say(self.policy.budget_goodbye_instructions))
+
+    def _budget_rollover(self) -> None:
+        if self.hangup.state == Hangup.NONE:
+            self._window = (0.0, 0)
+            self._out += [Say(self.policy.budget_rollover_instructions), RollOver()]
 
     def _end_now(self) -> None:
         self.reason = self.reason or "max_duration"

@@ -1,4 +1,4 @@
-"""The call policies' machines: idle, call_clock and hangup (stepped by :mod:`engine.core.policy`).
+"""The call policies' machines: idle, call_clock, budget and hangup (stepped by :mod:`engine.core.policy`).
 
 Declared here and registered in :data:`engine.core.states.MACHINES`, so the
 diagram draws them with the core's own.
@@ -25,6 +25,15 @@ class Idle(enum.StrEnum):
 
 class CallClock(enum.StrEnum):
     """The maximum call length: counting from the first ready session, warned, or over."""
+
+    OFF = "off"
+    RUNNING = "running"
+    WARNED = "warned"
+    DONE = "done"
+
+
+class Budget(enum.StrEnum):
+    """The cost budget: counting the turns' costs from the first ready session, warned, or spent."""
 
     OFF = "off"
     RUNNING = "running"
@@ -81,6 +90,38 @@ CALL_CLOCK_ACTIONS: dict[enum.StrEnum, dict[str, list[str]]] = {
     K.RUNNING: {"on_enter": ["arm_clock"]},
 }
 
+B = Budget
+BUDGET_TRANSITIONS: list[dict[str, Any]] = [
+    # The first ready session starts the count (a reconnect does not restart it).
+    {"trigger": "start", "source": B.OFF, "dest": B.RUNNING},
+    {"trigger": "start", "source": [B.RUNNING, B.WARNED, B.DONE], "dest": None},
+    # A priced turn is over. If the next (at the average cost so far) would exceed the budget:
+    # roll over to a fresh server session (the count starts again), or ask for the goodbye;
+    # else, past the warning fraction, the warning is spoken once.
+    {
+        "trigger": "spent",
+        "source": [B.RUNNING, B.WARNED],
+        "dest": B.RUNNING,
+        "conditions": ["over_budget", "rollover_on"],
+        "after": "budget_rollover",
+    },
+    {
+        "trigger": "spent",
+        "source": [B.RUNNING, B.WARNED],
+        "dest": B.DONE,
+        "conditions": "over_budget",
+        "after": "budget_goodbye",
+    },
+    {
+        "trigger": "spent",
+        "source": B.RUNNING,
+        "dest": B.WARNED,
+        "conditions": "budget_warning_reached",
+        "after": "speak_budget_warning",
+    },
+    {"trigger": "spent", "source": [B.OFF, B.RUNNING, B.WARNED, B.DONE], "dest": None},
+]
+
 H = Hangup
 HANGUP_TRANSITIONS: list[dict[str, Any]] = [
     # A goodbye is asked for (idle), or the model called end_call (its response is the goodbye).
@@ -109,6 +150,7 @@ POLICY_MACHINES: list[MachineSpec] = [
         initial=CallClock.OFF,
         actions=CALL_CLOCK_ACTIONS,
     ),
+    MachineSpec(name="budget", states=Budget, table=BUDGET_TRANSITIONS, initial=Budget.OFF),
     MachineSpec(
         name="hangup",
         states=Hangup,
