@@ -22,10 +22,11 @@ work whether or not the provider has an idle timeout of its own.
   table) are counted; ``warned`` once they reach ``budget_warning_at`` of the
   budget (the notice is spoken); when the next turn, at the average cost per
   turn so far, would exceed the budget: ``done`` with a goodbye (the call
-  ends as below, reason ``budget``), or with ``budget_action="rollover"`` the
-  notice is spoken, the server session is rolled over (:class:`RollOver`) and
-  the count starts again. Without a price table no turn is priced: it never
-  triggers.
+  ends as below, reason ``budget``), or with ``budget_action="rollover"``
+  ``rolling``: the notice is spoken, the server session is rolled over
+  (:class:`RollOver`, at the next turn boundary) and once it is back
+  (``Reconnected``) the count starts again. Without a price table no turn is
+  priced: it never triggers.
 * **hangup** (:class:`Hangup`): ``goodbye`` once a goodbye is asked for (or
   the model called the opt-in ``end_call`` tool: its response is the goodbye
   if it spoke, else the follow-up after the tool's output); ``draining`` once
@@ -229,6 +230,8 @@ class CallPolicies:
             self.spent += event.cost
             self._window = (self._window[0] + event.cost, self._window[1] + 1)
             self._fire("budget", "spent")
+        elif isinstance(event, ev.Reconnected):
+            self._fire("budget", "rolled_over")
         elif isinstance(event, ev.SpeechStarted):
             self.reprompted = 0
         elif isinstance(event, ev.ToolCall) and event.name == "end_call" and self.policy.end_call:
@@ -349,8 +352,10 @@ class CallPolicies:
 
     def _budget_rollover(self) -> None:
         if self.hangup.state == Hangup.NONE:
-            self._window = (0.0, 0)
             self._out += [Say(self.policy.budget_rollover_instructions), RollOver()]
+
+    def _restart_budget(self) -> None:
+        self._window = (0.0, 0)
 
     def _end_now(self) -> None:
         self.reason = self.reason or "max_duration"

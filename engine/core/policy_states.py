@@ -33,11 +33,12 @@ class CallClock(enum.StrEnum):
 
 
 class Budget(enum.StrEnum):
-    """The cost budget: counting the turns' costs from the first ready session, warned, or spent."""
+    """The cost budget: counting turns' costs from the first ready session, warned, rolling over, spent."""
 
     OFF = "off"
     RUNNING = "running"
     WARNED = "warned"
+    ROLLING = "rolling"
     DONE = "done"
 
 
@@ -94,14 +95,14 @@ B = Budget
 BUDGET_TRANSITIONS: list[dict[str, Any]] = [
     # The first ready session starts the count (a reconnect does not restart it).
     {"trigger": "start", "source": B.OFF, "dest": B.RUNNING},
-    {"trigger": "start", "source": [B.RUNNING, B.WARNED, B.DONE], "dest": None},
+    {"trigger": "start", "source": [B.RUNNING, B.WARNED, B.ROLLING, B.DONE], "dest": None},
     # A priced turn is over. If the next (at the average cost so far) would exceed the budget:
-    # roll over to a fresh server session (the count starts again), or ask for the goodbye;
-    # else, past the warning fraction, the warning is spoken once.
+    # roll over to a fresh server session after a notice, or ask for the goodbye; else, past
+    # the warning fraction, the warning is spoken once.
     {
         "trigger": "spent",
         "source": [B.RUNNING, B.WARNED],
-        "dest": B.RUNNING,
+        "dest": B.ROLLING,
         "conditions": ["over_budget", "rollover_on"],
         "after": "budget_rollover",
     },
@@ -119,7 +120,10 @@ BUDGET_TRANSITIONS: list[dict[str, Any]] = [
         "conditions": "budget_warning_reached",
         "after": "speak_budget_warning",
     },
-    {"trigger": "spent", "source": [B.OFF, B.RUNNING, B.WARNED, B.DONE], "dest": None},
+    {"trigger": "spent", "source": [B.OFF, B.RUNNING, B.WARNED, B.ROLLING, B.DONE], "dest": None},
+    # The rollover is done (Reconnected): the count starts again on the fresh session.
+    {"trigger": "rolled_over", "source": B.ROLLING, "dest": B.RUNNING, "after": "restart_budget"},
+    {"trigger": "rolled_over", "source": [B.OFF, B.RUNNING, B.WARNED, B.DONE], "dest": None},
 ]
 
 H = Hangup

@@ -1,6 +1,7 @@
 """The cost budget on a fake clock, with scripted turn costs: the warning at its fraction, the goodbye
 when the next turn (at the average cost so far) would exceed it, the hang-up once the goodbye was
-played; or, with ``budget_action="rollover"``, a notice, a rollover, and the count starting again."""
+played; or, with ``budget_action="rollover"``, a notice, a rollover, and once the session is back the
+count starting again."""
 
 from __future__ import annotations
 
@@ -67,10 +68,13 @@ def test_rollover_speaks_the_notice_rolls_over_and_counts_anew() -> None:
     policies, _ = ready(CallPolicy(budget=1.0, budget_action="rollover", budget_warning_at=0))
     assert turn(policies, 1, 0.4) == []
     assert turn(policies, 2, 0.4) == [Say(policies.policy.budget_rollover_instructions), RollOver()]
-    assert (policies.budget.state, policies.hangup.state) == (Budget.RUNNING, Hangup.NONE)
-    assert turn(policies, 3, 0.4) == []  # the count started again: 0.4 + 0.4 is within
-    assert turn(policies, 4, 0.4)[-1] == RollOver()
-    assert policies.spent == pytest.approx(1.6)  # the call's total is kept
+    assert (policies.budget.state, policies.hangup.state) == (Budget.ROLLING, Hangup.NONE)
+    assert turn(policies, 3, 0.4) == []  # the notice's own turn, before the rollover: no second notice
+    assert policies.observe(ev.Reconnected(attempt=1)) == []
+    assert policies.budget.state == Budget.RUNNING
+    assert turn(policies, 4, 0.4) == []  # the count started again: 0.4 + 0.4 is within
+    assert turn(policies, 5, 0.4)[-1] == RollOver()
+    assert policies.spent == pytest.approx(2.0)  # the call's total is kept
 
 
 def test_unpriced_turns_and_other_goodbyes_leave_it_alone() -> None:
