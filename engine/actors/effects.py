@@ -88,7 +88,7 @@ class Hooks(Protocol):
         """A batch of effects was applied while a rollover is due: roll over if between turns."""
 
     def on_hangup(self, reason: str) -> None:
-        """A call policy ended the call (``idle``, ``max_duration``, ``end_call``): close the session."""
+        """A call policy ended the call (``idle``, ``max_duration``, ``end_call``, ``budget``): close it."""
 
 
 class Interpreter:

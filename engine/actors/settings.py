@@ -47,7 +47,8 @@ class SessionSettings:
         max_session_duration: seconds after which the session is rolled over to a new
             socket between turns (providers end sessions after a time); ``None`` never.
         call_policy: what ends a call by itself (idle reprompts and goodbye, ``end_call``,
-            a maximum length with a warning): :class:`~engine.core.policy.CallPolicy`; ``None``: nothing.
+            a maximum length with a warning, a cost budget that ends or rolls over the call):
+            :class:`~engine.core.policy.CallPolicy`; ``None``: nothing.
         max_history_items: conversation items kept in the local mirror (``session.history``,
             replayed on a reconnect); the oldest are forgotten past it, so memory stays flat.
         raw_events: deliver a ``RawEvent`` for each server event the library does not model

@@ -158,7 +158,7 @@ class Say:
 
 @attrs.frozen
 class HangupCall:
-    """End the session: ``reason`` says which policy (``idle``, ``max_duration``, ``end_call``)."""
+    """End the session: ``reason`` names the policy (``idle``, ``max_duration``, ``end_call``, ``budget``)."""
 
     reason: str
 
