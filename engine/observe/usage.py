@@ -7,6 +7,8 @@ price table). Pure: no OpenTelemetry needed.
 
 from __future__ import annotations
 
+import collections
+
 import attrs
 
 from engine.core.metrics import TurnMetrics, token_counts
@@ -34,49 +36,58 @@ class TurnUsage:
         return sum(n for k, n in self.tokens.items() if k.startswith("output_"))
 
 
+RECENT_TURNS = 500
+"""Turns whose own usage a ledger keeps (the call's sums count every turn): memory stays flat."""
+
+
 @attrs.frozen(kw_only=True)
 class CallUsage:
-    """A call's usage: its turns', and their sums."""
+    """A call's usage: the sums over every turn, and the most recent turns' own figures.
+
+    Attributes:
+        turns: the last :data:`RECENT_TURNS` turns, oldest first.
+        tokens: tokens by kind over the whole call.
+        cost: the call's cost so far (``None`` when no turn was priced).
+        turn_count: every turn counted, including those no longer in ``turns``.
+    """
 
     turns: tuple[TurnUsage, ...] = ()
-
-    @property
-    def tokens(self) -> dict[str, int]:
-        """Tokens by kind over the call."""
-        out: dict[str, int] = {}
-        for turn in self.turns:
-            for kind, n in turn.tokens.items():
-                out[kind] = out.get(kind, 0) + n
-        return out
+    tokens: dict[str, int] = attrs.field(factory=dict)
+    cost: float | None = None
+    turn_count: int = 0
 
     @property
     def input_tokens(self) -> int:
         """Input tokens over the call, cached or not."""
-        return sum(t.input_tokens for t in self.turns)
+        return sum(n for k, n in self.tokens.items() if not k.startswith("output_"))
 
     @property
     def output_tokens(self) -> int:
         """Output tokens over the call."""
-        return sum(t.output_tokens for t in self.turns)
-
-    @property
-    def cost(self) -> float | None:
-        """The call's cost so far (``None`` when no turn was priced)."""
-        costs = [t.cost for t in self.turns if t.cost is not None]
-        return sum(costs) if costs else None
+        return sum(n for k, n in self.tokens.items() if k.startswith("output_"))
 
 
 class UsageLedger:
-    """Adds each turn's usage as its ``TurnMetrics`` arrives."""
+    """Adds each turn's usage as its ``TurnMetrics`` arrives: running sums, and the recent turns."""
 
-    def __init__(self) -> None:
-        self._turns: list[TurnUsage] = []
+    def __init__(self, recent: int = RECENT_TURNS) -> None:
+        self._turns: collections.deque[TurnUsage] = collections.deque(maxlen=recent)
+        self._tokens: dict[str, int] = {}
+        self._cost: float | None = None
+        self._count = 0
 
     def add(self, metrics: TurnMetrics) -> None:
         """Count one finished turn (a sync session callback for ``TurnMetrics``)."""
         tokens = token_counts(metrics.usage) if metrics.usage is not None else {}
         self._turns.append(TurnUsage(turn=metrics.turn, tokens=tokens, cost=metrics.cost))
+        for kind, n in tokens.items():
+            self._tokens[kind] = self._tokens.get(kind, 0) + n
+        if metrics.cost is not None:
+            self._cost = (self._cost or 0.0) + metrics.cost
+        self._count += 1
 
     def usage(self) -> CallUsage:
         """The call's usage so far (a snapshot)."""
-        return CallUsage(turns=tuple(self._turns))
+        return CallUsage(
+            turns=tuple(self._turns), tokens=dict(self._tokens), cost=self._cost, turn_count=self._count
+        )

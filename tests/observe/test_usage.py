@@ -73,3 +73,14 @@ def test_the_ledger_sums_per_turn_and_per_call() -> None:
     assert usage.tokens["input_text"] == 110 and usage.tokens["output_audio"] == 240
     assert usage.cost == pytest.approx(0.75)
     assert UsageLedger().usage().cost is None
+
+
+def test_the_ledger_keeps_every_turns_sums_but_only_the_recent_turns_own_figures() -> None:
+    ledger = UsageLedger(recent=3)
+    for n in range(1, 8):
+        ledger.add(TurnMetrics(turn=n, usage=Usage(input_tokens=n, output_tokens=2 * n), cost=0.5))
+    usage = ledger.usage()
+    assert [t.turn for t in usage.turns] == [5, 6, 7]  # bounded: memory stays flat over a long call
+    assert usage.turn_count == 7
+    assert usage.input_tokens == sum(range(1, 8)) and usage.output_tokens == 2 * sum(range(1, 8))
+    assert usage.cost == 3.5
