@@ -36,7 +36,7 @@ class TurnUsage:
         return sum(n for k, n in self.tokens.items() if k.startswith("output_"))
 
 
-RECENT_TURNS = 500
+RECENT_TURNS = 100
 """Turns whose own usage a ledger keeps (the call's sums count every turn): memory stays flat."""
 
 
