@@ -33,7 +33,6 @@ from engine.core.states import (
     Plan,
     State,
     UserTurn,
-    callbacks_of,
     fire,
     plan_of,
     shared,
@@ -89,9 +88,20 @@ DEFAULT_OPTIONS = CoreOptions()
 
 
 class _Model:
-    """A bare model for one machine: ``state``, plus its guards and actions bound by name."""
+    """A bare model for one machine: ``state``; its guards and actions are looked up by name on use.
 
-    state: str
+    Binding every guard and action of every machine up front cost each session a few
+    kilobytes; they run only on transitions, so resolving them then is cheap.
+    """
+
+    __slots__ = ("_owner", "state")
+
+    def __init__(self, owner: CoreBase) -> None:
+        self._owner = owner
+        self.state = ""
+
+    def __getattr__(self, name: str) -> Any:
+        return self._owner._bind(name)
 
 
 class CoreBase:
@@ -111,12 +121,10 @@ class CoreBase:
         self._models: dict[str, _Model] = {}
         self._plans: dict[str, Plan] = {}
         for name, spec in CORE_MACHINES.items():
-            model = self._models[name] = _Model()
+            model = self._models[name] = _Model(self)
             model.state = spec.initial.value
             # The shared transitions machine, read once into a lookup plan (see states.plan_of).
             self._plans[name] = plan_of(shared(spec.states, spec.table, spec.initial, spec.actions))
-            for callback in callbacks_of(spec):
-                setattr(model, callback, self._bind(callback))
         self._conv = self._models["conversation"]
         self._resp = self._models["response"]
         self.history = History(history, max_items=options.max_history_items)

@@ -63,24 +63,9 @@ class Conversation(Handlers):
         options: CoreOptions = DEFAULT_OPTIONS,
     ) -> None:
         super().__init__(config, clock=clock, history=history, options=options)
-        self._handlers = self._handler_table()
-        self._commands: dict[type, Callable[[Any], list[Effect]]] = {
-            cmd.ConnectionOpened: lambda _: self._flush(),
-            cmd.ConnectionLost: lambda _: self._connection_lost(),
-            cmd.Close: lambda _: self._close(),
-            cmd.ProtocolFault: self._protocol_fault,
-            cmd.SendText: self._send_text,
-            cmd.AddItem: self._add_item,
-            cmd.CreateResponse: self._create_response,
-            cmd.CancelResponse: self._cancel_response,
-            cmd.Interrupt: self._interrupt,
-            cmd.CommitAudio: lambda _: self._buffer_command("commit_audio", c.InputAudioBufferCommit()),
-            cmd.ClearAudio: lambda _: self._buffer_command("clear_audio", c.InputAudioBufferClear()),
-            cmd.Update: self._update,
-            cmd.ToolOutput: self._tool_output,
-            cmd.AudioPlayed: self._audio_played,
-            cmd.TimerFired: self._timer_fired,
-        }
+        # Tables of plain functions shared by every conversation (bound methods per session cost memory).
+        self._handlers = _handlers_of(self)
+        self._commands = _COMMANDS
         self.observer: Observer | None = None
 
     # ------------------------------------------------------------------ the two entry points
@@ -94,7 +79,7 @@ class Conversation(Handlers):
                 kind = event.type if isinstance(event, UnknownServerEvent) else event.TYPE
                 out.append(Emit(RawEvent(type=kind, event=event)))
         else:
-            handler(event)
+            handler(self, event)
             out, self._out = self._out, []
         if self.observer is not None:
             self.observer(event, out)
@@ -110,7 +95,7 @@ class Conversation(Handlers):
         run = self._commands.get(type(command))
         if run is None:
             raise UsageTypeError(f"handle(): not a core command: {type(command).__name__}")
-        out = run(command)
+        out = run(self, command)
         if self.observer is not None:
             self.observer(command, out)
         return out
@@ -282,3 +267,37 @@ class Conversation(Handlers):
         self._give_up_updates()
         self._fire("close")  # entering closed disarms every deadline
         return self._flush()
+
+
+_HANDLER_TABLES: dict[type, dict[type, Callable[[Any, Any], None]]] = {}
+
+
+def _handlers_of(conv: Conversation) -> dict[type, Callable[[Any, Any], None]]:
+    """The server-event handlers of ``conv``'s class, as plain functions, built once per class."""
+    table = _HANDLER_TABLES.get(type(conv))
+    if table is None:
+        table = _HANDLER_TABLES[type(conv)] = {
+            kind: method.__func__  # type: ignore[attr-defined]
+            for kind, method in conv._handler_table().items()
+        }
+    return table
+
+
+_COMMANDS: dict[type, Callable[[Any, Any], list[Effect]]] = {
+    cmd.ConnectionOpened: lambda self, _: self._flush(),
+    cmd.ConnectionLost: lambda self, _: self._connection_lost(),
+    cmd.Close: lambda self, _: self._close(),
+    cmd.ProtocolFault: lambda self, command: self._protocol_fault(command),
+    cmd.SendText: lambda self, command: self._send_text(command),
+    cmd.AddItem: lambda self, command: self._add_item(command),
+    cmd.CreateResponse: lambda self, command: self._create_response(command),
+    cmd.CancelResponse: lambda self, command: self._cancel_response(command),
+    cmd.Interrupt: lambda self, command: self._interrupt(command),
+    cmd.CommitAudio: lambda self, _: self._buffer_command("commit_audio", c.InputAudioBufferCommit()),
+    cmd.ClearAudio: lambda self, _: self._buffer_command("clear_audio", c.InputAudioBufferClear()),
+    cmd.Update: lambda self, command: self._update(command),
+    cmd.ToolOutput: lambda self, command: self._tool_output(command),
+    cmd.AudioPlayed: lambda self, command: self._audio_played(command),
+    cmd.TimerFired: lambda self, command: self._timer_fired(command),
+}
+"""What each command runs (plain functions taking the conversation first), shared by every conversation."""
