@@ -43,7 +43,6 @@ from engine.protocol.fields import (
     Reasoning,
     RetentionRatio,
 )
-from engine.protocol.inworld import ProviderData
 from engine.protocol.items import Item
 from engine.providers import Inworld, OpenAI, Secret
 from engine.tools import Tool
@@ -57,6 +56,7 @@ if TYPE_CHECKING:
     from engine.core.reconnect import ReconnectPolicy
     from engine.credentials import OpenAIClientSecrets
     from engine.gateway.agent import Agent
+    from engine.protocol.inworld import ProviderData
     from engine.transports.base import TransportSettings
 
 _LAZY = {
@@ -68,6 +68,7 @@ _LAZY = {
     "ReconnectPolicy": "engine.core.reconnect",
     "CallPolicy": "engine.core.policy",
     "OpenAIClientSecrets": "engine.credentials",
+    "ProviderData": "engine.protocol.inworld",
     "TransportSettings": "engine.transports.base",
 }
 

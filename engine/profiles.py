@@ -7,14 +7,16 @@ provider's name, so supporting a third OpenAI-compatible service is one new
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from engine.core.conversation import CoreOptions
 from engine.core.metrics import Prices
 from engine.protocol.config import PCM_RATES, ConfigError, SessionConfig
 from engine.protocol.fields import McpTool, McpToolChoice
+
+if TYPE_CHECKING:
+    from engine.core.conversation import CoreOptions
 
 
 @attrs.frozen(kw_only=True)
@@ -57,6 +59,8 @@ class Profile:
 
     def core_options(self) -> CoreOptions:
         """The protocol facts the pure core needs."""
+        from engine.core.conversation import CoreOptions  # the core loads on first use
+
         return CoreOptions(
             voice_locked_after_audio=self.voice_locked_after_audio,
             server_continues_after_tools=self.server_continues_after_tools,

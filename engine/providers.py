@@ -18,16 +18,17 @@ from __future__ import annotations
 import inspect
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal, Protocol, TypeAlias
-from urllib.parse import urlencode
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
 
 import attrs
 
-from engine.core.conversation import CoreOptions
 from engine.profiles import INWORLD, OPENAI, Profile
 from engine.protocol import ConfigError
 from engine.protocol.config import SessionConfig, Transcription
 from engine.redaction import Secret, install_log_redaction, keep_secret, redact, transient_secret
+
+if TYPE_CHECKING:
+    from engine.core.conversation import CoreOptions
 
 __all__ = [
     "INWORLD_URL",
@@ -136,6 +137,8 @@ def _static(source: Secret | KeyFunction, key: Secret | None) -> Secret:
 
 
 def _join(url: str, query: dict[str, str]) -> str:
+    from urllib.parse import urlencode  # only when dialling
+
     return f"{url}{'&' if '?' in url else '?'}{urlencode(query)}"
 
 

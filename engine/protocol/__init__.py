@@ -5,6 +5,8 @@ Pure and stateless: nothing here does I/O or keeps state between calls.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from engine.protocol import client, server, server_response
 from engine.protocol.client import CLIENT_EVENTS, ClientEvent, ResponseParams
 from engine.protocol.codec import (
@@ -35,9 +37,22 @@ from engine.protocol.fields import (
     Reasoning,
     RetentionRatio,
 )
-from engine.protocol.inworld import ProviderData
 from engine.protocol.items import ContentPart, ErrorDetail, Item, RateLimit, Response, Usage
 from engine.protocol.server import UnknownServerEvent
+
+if TYPE_CHECKING:
+    from engine.protocol.inworld import ProviderData
+
+
+def __getattr__(name: str) -> Any:
+    """``ProviderData`` loads engine.protocol.inworld on first use (PEP 562), keeping imports cheap."""
+    if name == "ProviderData":
+        from engine.protocol.inworld import ProviderData
+
+        globals()[name] = ProviderData
+        return ProviderData
+    raise AttributeError(f"module 'engine.protocol' has no attribute {name!r}")
+
 
 __all__ = [
     "CLIENT_EVENTS",

@@ -11,7 +11,7 @@ a ``ValueError`` whose ``param`` names the field.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 from attrs import validators as v
@@ -41,7 +41,27 @@ from engine.protocol.fields import (
     truncation_from_wire,
     truncation_to_wire,
 )
-from engine.protocol.inworld import ProviderData, check_provider_data, provider_data_wire
+
+if TYPE_CHECKING:
+    from engine.protocol.inworld import ProviderData
+
+
+def _provider_data_wire(value: Any) -> Any:
+    """Converter: a ``ProviderData`` becomes its wire dict (engine.protocol.inworld loads on first use)."""
+    if value is None or isinstance(value, dict):
+        return value
+    from engine.protocol.inworld import provider_data_wire
+
+    return provider_data_wire(value)
+
+
+def _check_provider_data(instance: Any, attribute: Any, value: Any) -> None:
+    """Validator: see ``engine.protocol.inworld.check_provider_data`` (imported only when set)."""
+    if value is None:
+        return
+    from engine.protocol.inworld import check_provider_data
+
+    check_provider_data(instance, attribute, value)
 
 
 def _as_wire(value: Any) -> dict[str, Any]:
@@ -281,7 +301,7 @@ class SessionConfig:
     tool_choice: str | McpToolChoice | None = attrs.field(default=None, validator=_check_tool_choice)
     max_output_tokens: int | str | None = attrs.field(default=None, validator=_check_max_tokens)
     provider_data: dict[str, Any] | None = attrs.field(
-        default=None, converter=provider_data_wire, validator=check_provider_data
+        default=None, converter=_provider_data_wire, validator=_check_provider_data
     )
     noise_reduction: NoiseReduction | None = attrs.field(
         default=None, validator=_named("noise_reduction", v.optional(v.instance_of(NoiseReduction)))
@@ -305,7 +325,12 @@ class SessionConfig:
     @property
     def provider_settings(self) -> ProviderData | None:
         """``provider_data`` as typed Inworld settings (unset: ``None``)."""
-        return None if self.provider_data is None else ProviderData.from_wire(self.provider_data)
+        if self.provider_data is None:
+            return None
+        from engine.protocol.inworld import ProviderData
+
+        settings: ProviderData = ProviderData.from_wire(self.provider_data)
+        return settings
 
     @property
     def function_tools(self) -> tuple[FunctionTool, ...]:
