@@ -5,19 +5,11 @@ Pure and stateless: nothing here does I/O or keeps state between calls.
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
-from engine.protocol import client, server, server_response
+from engine.protocol import client
 from engine.protocol.client import CLIENT_EVENTS, ClientEvent, ResponseParams
-from engine.protocol.codec import (
-    SERVER_EVENTS,
-    AnyServerEvent,
-    RepairedMessage,
-    ServerEvent,
-    decode,
-    decode_client,
-    encode,
-)
 from engine.protocol.config import (
     AudioFormat,
     ConfigError,
@@ -38,20 +30,51 @@ from engine.protocol.fields import (
     RetentionRatio,
 )
 from engine.protocol.items import ContentPart, ErrorDetail, Item, RateLimit, Response, Usage
-from engine.protocol.server import UnknownServerEvent
 
 if TYPE_CHECKING:
+    from engine.protocol import server, server_response
+    from engine.protocol.codec import (
+        SERVER_EVENTS,
+        AnyServerEvent,
+        RepairedMessage,
+        ServerEvent,
+        decode,
+        decode_client,
+        encode,
+    )
     from engine.protocol.inworld import ProviderData
+    from engine.protocol.server import UnknownServerEvent
+
+# Loaded on first use (PEP 562): the server events and the codec are most of the
+# wire layer's import time, and ``import engine`` needs neither.
+_LAZY = {
+    "server": ("engine.protocol.server", None),
+    "server_response": ("engine.protocol.server_response", None),
+    "UnknownServerEvent": ("engine.protocol.server", "UnknownServerEvent"),
+    "ProviderData": ("engine.protocol.inworld", "ProviderData"),
+    **{
+        name: ("engine.protocol.codec", name)
+        for name in (
+            "SERVER_EVENTS",
+            "AnyServerEvent",
+            "RepairedMessage",
+            "ServerEvent",
+            "decode",
+            "decode_client",
+            "encode",
+        )
+    },
+}
 
 
 def __getattr__(name: str) -> Any:
-    """``ProviderData`` loads engine.protocol.inworld on first use (PEP 562), keeping imports cheap."""
-    if name == "ProviderData":
-        from engine.protocol.inworld import ProviderData
-
-        globals()[name] = ProviderData
-        return ProviderData
-    raise AttributeError(f"module 'engine.protocol' has no attribute {name!r}")
+    if name not in _LAZY:
+        raise AttributeError(f"module 'engine.protocol' has no attribute {name!r}")
+    module_name, attribute = _LAZY[name]
+    module = importlib.import_module(module_name)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value
+    return value
 
 
 __all__ = [
