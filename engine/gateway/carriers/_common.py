@@ -123,6 +123,15 @@ def digit_field(obj: Mapping[str, Any], where: str) -> str:
     return digit
 
 
+def mono_8k(fmt: Mapping[str, Any], rate_key: str, where: str, *, default_rate: int | None) -> None:
+    """Refuse a media format that is not 8 kHz mono (both dialects carry G.711 only at that rate)."""
+    rate, channels = fmt.get(rate_key, default_rate), fmt.get("channels", 1)
+    if rate != 8000 or isinstance(rate, bool):
+        raise Bad(f"'{where}.{rate_key}' is {clip(str(rate))!r}, not 8000")
+    if channels != 1 or isinstance(channels, bool):
+        raise Bad(f"'{where}.channels' is {clip(str(channels))!r}, not 1")
+
+
 def parameters_field(obj: Mapping[str, Any], key: str, where: str) -> dict[str, str]:
     """Custom parameters: an object of strings (absent means none)."""
     value = obj.get(key)

@@ -22,6 +22,7 @@ from engine.gateway.carriers._common import (
     clip,
     digit_field,
     json_string,
+    mono_8k,
     section,
     text_field,
     xml_attribute,
@@ -82,11 +83,7 @@ class TelnyxStream(JsonMediaStream):
         encoding = ENCODINGS.get(fmt.get("encoding"))  # type: ignore[arg-type]
         if encoding is None:
             raise Bad(f"'start.media_format.encoding' {clip(str(fmt.get('encoding')))!r} is not PCMU or PCMA")
-        rate, channels = fmt.get("sample_rate", 8000), fmt.get("channels", 1)
-        if rate != 8000 or isinstance(rate, bool):
-            raise Bad(f"'start.media_format.sample_rate' is {clip(str(rate))!r}, not 8000")
-        if channels != 1 or isinstance(channels, bool):
-            raise Bad(f"'start.media_format.channels' is {clip(str(channels))!r}, not 1")
+        mono_8k(fmt, "sample_rate", "start.media_format", default_rate=8000)
         user = start.get("user_id")
         started = Started(
             stream_id=stream_id,

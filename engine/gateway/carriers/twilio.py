@@ -27,6 +27,7 @@ from engine.gateway.carriers._common import (
     clip,
     digit_field,
     json_string,
+    mono_8k,
     parameters_field,
     section,
     text_field,
@@ -94,11 +95,7 @@ class TwilioStream(JsonMediaStream):
         encoding = ENCODINGS.get(fmt.get("encoding"))  # type: ignore[arg-type]
         if encoding is None:
             raise Bad(f"'start.mediaFormat.encoding' {clip(str(fmt.get('encoding')))!r} is not audio/x-mulaw")
-        rate, channels = fmt.get("sampleRate"), fmt.get("channels", 1)
-        if rate != 8000 or isinstance(rate, bool):
-            raise Bad(f"'start.mediaFormat.sampleRate' is {clip(str(rate))!r}, not 8000")
-        if channels != 1 or isinstance(channels, bool):
-            raise Bad(f"'start.mediaFormat.channels' is {clip(str(channels))!r}, not 1")
+        mono_8k(fmt, "sampleRate", "start.mediaFormat", default_rate=None)
         account = start.get("accountSid")
         started = Started(
             stream_id=sid,
