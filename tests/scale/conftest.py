@@ -1,0 +1,43 @@
+"""A small local Ray cluster shared by every test of tests/scale (loopback only, no dashboard).
+
+Ray is an optional extra: without it these tests skip with the reason; under
+``CI=true`` they fail instead, so CI can never pass by skipping.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+try:
+    import ray
+except ImportError:  # pragma: no cover - the extra is part of the test extra
+    ray = None
+
+pytestmark = pytest.mark.ray
+
+CPUS = 4  # logical CPUs for a 2-core machine: three hosts, Serve's controller and proxy, two replicas
+
+
+def require_ray() -> None:
+    """Skip (or under CI=true, fail) when Ray is not installed."""
+    if ray is None:
+        reason = "ray is not installed: pip install 'engine[ray]'"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"ray test cannot run under CI=true: {reason}", pytrace=False)
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[None]:
+    """A local Ray cluster for the whole session, stopped at the end."""
+    require_ray()
+    from engine.scale import cluster
+
+    cluster.connect(num_cpus=CPUS)
+    try:
+        yield
+    finally:
+        cluster.disconnect()
