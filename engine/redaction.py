@@ -16,10 +16,12 @@ from __future__ import annotations
 import base64
 import binascii
 import collections
+import json
 import logging
 import traceback
 import weakref
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 REDACTED = "***"
 """What a secret is replaced with."""
@@ -66,8 +68,14 @@ class Secret:
 
 
 def _forms(value: str) -> tuple[str, ...]:
-    """The secret and what a server could echo of it: its Base64 and, if it is Base64, its decoding."""
-    forms = [value]
+    """The secret and what a server could echo of it.
+
+    Its Base64 (a ``Basic`` header), its decoding when it is Base64, its
+    escaping inside a JSON string (a key with ``"`` or ``\\`` echoed in an
+    ``error`` event) and its percent-encodings (a key sent in a query).
+    """
+    forms = [value, json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]]
+    forms += [quote(value, safe=""), quote_plus(value, safe="")]
     raw = value.encode("utf-8", "surrogatepass")
     forms.append(base64.b64encode(raw).decode("ascii"))
     try:

@@ -13,11 +13,12 @@ in: the Basic key, a Bearer token, or Inworld's per-connection session key.
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import re
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, quote_plus, urlsplit
 
 import anyio
 import anyio.abc
@@ -79,6 +80,21 @@ def test_redaction_covers_the_forms_a_key_is_sent_in() -> None:
     text = redact(f"{secret.reveal()} | id:secret-hostile | secret-hostile | {base64.b64encode(b'x' * 9)!r}")
     assert "aWQ6" not in text and "secret-hostile" not in text
     assert "eHh4" in text  # unrelated Base64 is left alone
+    del secret
+
+
+def test_redaction_covers_a_key_escaped_in_json_and_percent_encoded_in_a_query() -> None:
+    secret = Secret('sk-HOSTILE"q\\b+s/e=&x')
+    key = secret.reveal()
+    echoes = {
+        "json": json.dumps({"message": f"bad key {key}"}),
+        "query": f"wss://h/session?key={quote(key, safe='')}&protocol=realtime",
+        "form": f"key={quote_plus(key)}",
+    }
+    for where, text in echoes.items():
+        assert json.dumps(key)[1:-1] in text or quote(key, safe="") in text or quote_plus(key) in text
+        assert "HOSTILE" not in redact(text), where
+    assert redact("sk-HOSTILE is a prefix") == "sk-HOSTILE is a prefix"  # a part alone is not the key
     del secret
 
 
