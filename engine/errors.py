@@ -59,6 +59,13 @@ class ErrorCode(StrEnum):
     USER_TURN_LOST = "user_turn_lost"
     UPDATE_TIMEOUT = "update_timeout"
     """No answer to a ``session.update`` in time."""
+    # out-of-band answers (Session.ask): why one ended without an answer
+    ASK_FAILED = "ask_failed"
+    """The out-of-band response ended ``failed`` or ``cancelled``."""
+    ASK_TIMEOUT = "ask_timeout"
+    """No out-of-band answer within the ask's timeout."""
+    ASK_LOST = "ask_lost"
+    """The socket dropped (or was down) before the out-of-band answer came."""
     # local overflow policies and late work (source local)
     SESSION_CLOSED = "session_closed"
     DUPLICATE_TOOL_OUTPUT = "duplicate_tool_output"
@@ -148,6 +155,21 @@ class UpdateRejected(UsageError):
         self.message = message
         self.param = param
         self.code = code
+
+
+class AskFailed(EngineError):
+    """An out-of-band request (``Session.ask``) ended without an answer.
+
+    ``code`` says why: ``ask_failed`` (the response ended failed or cancelled),
+    ``ask_timeout``, ``ask_lost`` (the socket dropped), or the server's own code
+    from the ``error`` it answered the request with.
+    """
+
+    def __init__(self, message: str, *, code: str, request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.request_id = request_id
 
 
 class NotConnected(UsageError):

@@ -4,7 +4,8 @@ The core is split along its seams into a chain of small classes, each a module
 read in one sitting: this base; the response slot and its deadlines
 (:mod:`engine.core.slot`); barge-in cutting (:mod:`engine.core.bargein`,
 beside the playback ledger); the socket's life and the restore
-(:mod:`engine.core.restore`); the server-event handlers
+(:mod:`engine.core.restore`); acknowledged updates (:mod:`engine.core.updates`);
+out-of-band answers (:mod:`engine.core.out_of_band`); the server-event handlers
 (:mod:`engine.core.handlers`); and the facade with its commands
 (:mod:`engine.core.conversation`). Behaviour lives in the machines of
 :mod:`engine.core.states`; the fields here are data the guards and actions read.

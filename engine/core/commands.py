@@ -23,6 +23,9 @@ from engine.protocol._wire import from_wire, to_wire
 from engine.protocol.config import SessionConfig, config_from_wire
 from engine.protocol.items import Item
 
+ASK_TAG = "engine_oob"
+"""The ``metadata`` key that ties an out-of-band response to its ask (docs/protocol.md §7.1)."""
+
 
 def _require(command: str, name: str, value: Any, kind: type | tuple[type, ...], expected: str) -> None:
     """Refuse an argument of the wrong type at the call, before anything changes."""
@@ -146,6 +149,58 @@ class Update:
         _require("update", "config", self.config, SessionConfig, "a SessionConfig")
 
 
+ASK_CONTEXTS = ("conversation", "none")
+"""What an out-of-band answer sees: the call so far, or only its prompt."""
+
+
+@attrs.frozen(kw_only=True)
+class Ask:
+    """Ask for an out-of-band text answer that never enters the conversation (``Session.ask``).
+
+    ``context="conversation"``: the model sees the call so far and ``prompt`` is the
+    response's instructions (after ``instructions``, if given); ``"none"``: it sees only
+    ``prompt``, as a user message, under ``instructions`` (default: the session's).
+    No answer within ``timeout`` seconds ends the ask with ``ask_timeout``.
+    """
+
+    TYPE: ClassVar[str] = "ask"
+    prompt: str
+    instructions: str | None = None
+    context: str = "conversation"
+    timeout: float = 30.0
+
+    def __attrs_post_init__(self) -> None:
+        _require("ask", "prompt", self.prompt, str, "a str")
+        if not self.prompt.strip():
+            raise UsageValueError("ask(): prompt must not be empty")
+        if self.instructions is not None:
+            _require("ask", "instructions", self.instructions, str, "a str or None")
+        _require("ask", "context", self.context, str, "a str")
+        if self.context not in ASK_CONTEXTS:
+            raise UsageValueError(f"ask(): context must be one of {ASK_CONTEXTS}, got {self.context!r}")
+        _require("ask", "timeout", self.timeout, (int, float), "a number of seconds")
+        if not (math.isfinite(self.timeout) and self.timeout > 0):
+            raise UsageValueError(f"ask(): timeout must be finite and positive, got {self.timeout!r}")
+        _require_sendable("ask", "the prompt", c.ResponseCreate(response=self.params("ask_0")))
+
+    def params(self, request_id: str) -> c.ResponseParams:
+        """The ``response.create`` parameters, tagged with ``request_id`` in ``metadata``."""
+        if self.context == "none":
+            instructions, given = self.instructions, (Item.user_text(self.prompt),)
+        else:
+            instructions = (
+                self.prompt if self.instructions is None else f"{self.instructions}\n\n{self.prompt}"
+            )
+            given = None  # no input: the default conversation is the context
+        return c.ResponseParams(
+            conversation="none",
+            output_modalities=("text",),
+            instructions=instructions,
+            input=given,
+            metadata={ASK_TAG: request_id},
+        )
+
+
 @attrs.frozen(kw_only=True)
 class ToolOutput:
     """Answer a tool call exactly once (``output`` is the JSON text of the result)."""
@@ -197,6 +252,7 @@ Command = (
     | CommitAudio
     | ClearAudio
     | Update
+    | Ask
     | ToolOutput
     | AudioPlayed
     | TimerFired
@@ -217,6 +273,7 @@ COMMANDS: dict[str, type[Command]] = {
         CommitAudio,
         ClearAudio,
         Update,
+        Ask,
         ToolOutput,
         AudioPlayed,
         TimerFired,

@@ -78,6 +78,8 @@ class Conversation(Handlers):
             if self.raw_events and handler is None and self._conv.state != "closed":
                 kind = event.type if isinstance(event, UnknownServerEvent) else event.TYPE
                 out.append(Emit(RawEvent(type=kind, event=event)))
+        elif self._asks and self._aside(event):  # an out-of-band response's (engine.core.out_of_band)
+            out, self._out = self._out, []
         else:
             handler(self, event)
             out, self._out = self._out, []
@@ -149,6 +151,18 @@ class Conversation(Handlers):
     def update(self, config: SessionConfig) -> list[Effect]:
         """Send a new configuration. Raises :class:`UpdateRejected` if the server would refuse it."""
         return self.handle(cmd.Update(config=config))
+
+    def ask(
+        self,
+        prompt: str,
+        *,
+        instructions: str | None = None,
+        context: str = "conversation",
+        timeout: float = 30.0,
+    ) -> list[Effect]:
+        """Ask for an out-of-band answer (:class:`~engine.core.commands.Ask`); ``newest_ask`` names it."""
+        command = cmd.Ask(prompt=prompt, instructions=instructions, context=context, timeout=timeout)
+        return self.handle(command)
 
     def tool_result(self, call_id: str, output: str, *, is_error: bool = False) -> list[Effect]:
         """Answer a call exactly once; the follow-up response is coalesced."""
@@ -265,6 +279,7 @@ class Conversation(Handlers):
             self._out.append(CancelTools(call_ids=running, reason="closed"))
         self._out.append(GateAudio(False))
         self._give_up_updates()
+        self._give_up_asks()
         self._fire("close")  # entering closed disarms every deadline
         return self._flush()
 
@@ -296,6 +311,7 @@ _COMMANDS: dict[type, Callable[[Any, Any], list[Effect]]] = {
     cmd.CommitAudio: lambda self, _: self._buffer_command("commit_audio", c.InputAudioBufferCommit()),
     cmd.ClearAudio: lambda self, _: self._buffer_command("clear_audio", c.InputAudioBufferClear()),
     cmd.Update: lambda self, command: self._update(command),
+    cmd.Ask: lambda self, command: self._ask(command),
     cmd.ToolOutput: lambda self, command: self._tool_output(command),
     cmd.AudioPlayed: lambda self, command: self._audio_played(command),
     cmd.TimerFired: lambda self, command: self._timer_fired(command),

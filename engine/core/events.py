@@ -273,6 +273,32 @@ class McpProgress:
 
 
 @attrs.frozen(kw_only=True)
+class OutOfBandDone:
+    """An out-of-band answer (``Session.ask``) is complete; it never entered the conversation.
+
+    ``request_id`` names the ask (``Conversation.newest_ask``), ``response_id`` the
+    server's response; ``status`` is ``completed`` or ``incomplete`` (cut at
+    ``max_output_tokens``); ``usage`` is its own and counts in no ``TurnMetrics``.
+    """
+
+    request_id: str
+    response_id: str | None
+    text: str
+    status: str = "completed"
+    usage: Usage | None = None
+
+
+@attrs.frozen(kw_only=True)
+class OutOfBandFailed:
+    """An out-of-band request ended without an answer; ``code`` says why (``AskFailed`` has the list)."""
+
+    request_id: str
+    code: str
+    message: str
+    response_id: str | None = None
+
+
+@attrs.frozen(kw_only=True)
 class RawEvent:
     """A server event the library does not model, delivered only to whom asked for it.
 
@@ -312,6 +338,8 @@ UserEvent = (
     | Dtmf
     | RateLimits
     | McpProgress
+    | OutOfBandDone
+    | OutOfBandFailed
     | RawEvent
 )
 
@@ -329,6 +357,8 @@ __all__ = [
     "ItemCreated",
     "ItemUpdated",
     "McpProgress",
+    "OutOfBandDone",
+    "OutOfBandFailed",
     "Phase",
     "RateLimits",
     "RawEvent",

@@ -24,8 +24,8 @@ from typing import Any
 from engine.core import events as ev
 from engine.core.base import RETRY_TIMER, log
 from engine.core.effects import ArmTimer, Emit
+from engine.core.out_of_band import OutOfBand
 from engine.core.states import Phase, State
-from engine.core.updates import Updates
 from engine.errors import ErrorCode, ErrorSource
 from engine.protocol import server as s
 from engine.protocol import server_response as r
@@ -38,7 +38,7 @@ FATAL_ERROR_CODES = frozenset({"invalid_api_key", "insufficient_quota"})
 _CANCELLING = (Phase.CANCELLING, Phase.CANCEL_DEFERRED)
 
 
-class Handlers(Updates):
+class Handlers(OutOfBand):
     """One method per server event the core models."""
 
     def _handler_table(self) -> dict[type, Callable[[Any], None]]:

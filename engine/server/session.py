@@ -39,13 +39,14 @@ from engine.protocol.codec import ServerEvent, decode_client
 from engine.protocol.config import MODALITIES, ConfigError
 from engine.protocol.items import Item
 from engine.server import problems as p
-from engine.server.assistant import Call, decide
+from engine.server.assistant import Call
 from engine.server.audio import CHUNK_MS, InputDecoder, decode_base64, loudness_label, rms, sum_squares
 from engine.server.conversation import Conversation, user_audio_item
 from engine.server.faults import Quirks
 from engine.server.handshake import Dialect
 from engine.server.ids import Ids
 from engine.server.items import ItemProblem, normalise_item
+from engine.server.out_of_band import Asides, out_of_band, reply_for
 from engine.server.responder import Plan, ResponseStream, plan_response
 from engine.server.session_config import UnknownParameter, default_session, effective, reason
 from engine.server.session_config import apply_update as apply_session_update
@@ -106,6 +107,7 @@ class ServerSession:
         self._buffered = 0  # samples in the input buffer
         self._buffered_energy = 0.0
         self._response: ResponseStream | None = None
+        self._asides = Asides()  # conversation "none": beside the response (engine.server.out_of_band)
         self._handlers: dict[type, Callable[[Any, float], list[ServerEvent]]] = {
             c.SessionUpdate: self._session_update,
             c.InputAudioBufferAppend: self._append,
@@ -164,13 +166,13 @@ class ServerSession:
     def next_deadline(self) -> float | None:
         """When :meth:`poll` next has something to send (``None``: only on input)."""
         response = self._response.next_due() if self._response is not None else None
-        times = [t for t in (self._next_ping, response) if t is not None]
+        times = [t for t in (self._next_ping, response, self._asides.next_due()) if t is not None]
         return min(times) if times else None
 
     # -- plumbing -------------------------------------------------------------
 
     def _finish(self, out: list[ServerEvent], now: float) -> list[ServerEvent]:
-        out += self._release(now)
+        out += self._release(now) + self._asides.due(now)
         if self._next_ping is not None and self._ping_interval and now >= self._next_ping:
             while self._next_ping <= now:
                 self._next_ping += self._ping_interval
@@ -412,7 +414,7 @@ class ServerSession:
     # -- responses ------------------------------------------------------------
 
     def _response_create(self, event: c.ResponseCreate, now: float) -> list[ServerEvent]:
-        if self._response is not None:
+        if self._response is not None and not out_of_band(event.response):
             message = (
                 f"Conversation already has an active response in progress: {self._response.id}. "
                 "Wait until the response is finished before creating a new one."
@@ -432,7 +434,7 @@ class ServerSession:
         params = params or ResponseParams()
         context = self._context(params.input)
         tools = list(params.tools) if params.tools is not None else list(eff.tools)
-        reply = decide(context, tools, params.tool_choice or eff.tool_choice)
+        reply = reply_for(params, context, tools, params.tool_choice or eff.tool_choice)
         plan = Plan(
             response_id=self._ids.next("resp"),
             item_id=self._ids.next("item"),
@@ -449,7 +451,7 @@ class ServerSession:
                 len(item.text or item.output or item.arguments or "") // 4 + 1 for item in context
             ),
         )
-        self._response = plan_response(plan, started=now, pace=self.pace)
+        self._response = self._asides.keep(plan_response(plan, started=now, pace=self.pace), self._response)
         return self._release(now)
 
     def _context(self, given: tuple[Item, ...] | None) -> list[Item]:

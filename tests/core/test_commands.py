@@ -32,6 +32,7 @@ SAMPLES: list[cmd.Command] = [
     cmd.CommitAudio(),
     cmd.ClearAudio(),
     cmd.Update(config=SessionConfig(instructions="Terse.")),
+    cmd.Ask(prompt="Summarise the call.", instructions="Terse.", context="none", timeout=5.0),
     cmd.ToolOutput(call_id="call_1", output='"sunny"', is_error=True),
     cmd.AudioPlayed(item_id="item_a1", ms=120.5),
     cmd.TimerFired(name="response_created"),
