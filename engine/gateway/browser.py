@@ -42,6 +42,7 @@ from engine.gateway.agent import Agent, Call
 from engine.gateway.calls import CALLER_HUNG_UP, CallRegistry, LiveCall
 from engine.gateway.metrics import OBSERVED
 from engine.gateway.watch import ViewTracker, machine_states
+from engine.observe.logs import call_context
 from engine.protocol.config import AudioFormat
 from engine.providers import Provider
 from engine.transports.base import Connector
@@ -152,7 +153,8 @@ class BrowserBridge:
                 self._scope = scope
                 if self._reason is not None:
                     scope.cancel()
-                await self._serve()
+                with call_context(self._live.id, carrier="browser"):  # every record of the call names it
+                    await self._serve()
         except Exception as exc:  # a bug of ours must end this call only, never the gateway
             log.exception("call %s: the browser bridge failed", self._live.id)
             self._failure = self._failure or f"bridge failed: {type(exc).__name__}"

@@ -7,6 +7,7 @@ both ways, JSON control): websockets under asyncio, trio-websocket under trio.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,6 +18,7 @@ import sniffio
 
 from engine.demo import speech
 from engine.gateway import browser_protocol as bp
+from engine.observe.logs import CallFilter
 from engine.server.faults import Faults
 from tests.gateway.serving import Served, http, running_gateway
 
@@ -135,6 +137,36 @@ async def test_a_page_talks_acknowledges_and_hangs_up() -> None:
             assert live.end_reason == "caller hung up" and not live.failed
             _, _, metrics = await http(served.port, "GET", "/metrics")
             assert 'engine_errors_total{code="browser_malformed"} 1.0' in metrics.decode()
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+        self.addFilter(CallFilter())
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+async def test_every_record_of_a_browser_call_names_the_call() -> None:
+    handler = _Records()
+    logger = logging.getLogger("engine")
+    logger.addHandler(handler)
+    try:
+        with anyio.fail_after(10):
+            async with running_gateway() as served, page(served) as p:
+                await p.until(lambda: p.hello)
+                await p.send("garbage")  # logged by the bridge as an unusable frame
+                await p.send(bp.control("hangup"))
+                await p.until(lambda: False)
+                await served.gateway.registry.wait_idle()
+    finally:
+        logger.removeHandler(handler)
+    call_id = p.hello["call_id"]
+    unusable = [r for r in handler.records if "unusable frame" in r.getMessage()]
+    assert unusable and all(r.call_id == call_id for r in unusable)  # type: ignore[attr-defined]
+    assert all(r.carrier_ids == " carrier=browser" for r in unusable)  # type: ignore[attr-defined]
 
 
 async def test_the_page_sees_the_session_reconnect() -> None:
