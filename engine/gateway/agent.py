@@ -138,9 +138,16 @@ class Agent:
         """Register a callback (sync or async) for these event types (all if none), on every call.
 
         Besides ``engine.events``, a call's callbacks get :class:`engine.gateway.events.Dtmf`.
+        A callback taking two parameters, ``(event, session)``, also gets its call's
+        :class:`~engine.Session`, to act on that call (``await session.send_text(...)``).
+
+        Raises:
+            TypeError: the callback does not take one or two positional parameters
+                (a ``UsageTypeError``).
         """
 
         def register(callback: F) -> F:
+            _callback_arity(callback)  # refuse a callback no event could call, at registration
             self._callbacks.append((types, callback))
             return callback
 
@@ -205,8 +212,43 @@ class Agent:
         for tool in self._tools.values():
             session.add_tool(tool)
         for types, callback in self._callbacks:
-            session.on(*types)(callback)
+            session.on(*types)(_bound(callback, session) if _callback_arity(callback) == 2 else callback)
         return session
+
+
+def _callback_arity(callback: Callable[..., Any]) -> int:
+    """How many positional arguments ``callback`` takes: 1 (the event) or 2 (the event and the session)."""
+    try:
+        parameters = inspect.signature(callback).parameters.values()
+    except (TypeError, ValueError):
+        return 1  # a builtin or C callable: called with the event, as Session.on does
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if any(p.kind is p.VAR_POSITIONAL for p in parameters):
+        return 1
+    required = [p for p in positional if p.default is p.empty]
+    if 1 <= len(required) <= 2:
+        return len(required)
+    if not required and positional:
+        return 1
+    raise UsageTypeError(
+        f"an agent callback takes (event) or (event, session); {getattr(callback, '__name__', callback)!r} "
+        f"takes {len(required)} required positional parameters"
+    )
+
+
+def _bound(callback: Callable[..., Any], session: Session) -> Callable[[Any], Any]:
+    """``callback`` with its call's session as the second argument, async if it is."""
+    if inspect.iscoroutinefunction(callback):
+
+        async def call_async(event: Any) -> Any:
+            return await callback(event, session)
+
+        return call_async
+
+    def call(event: Any) -> Any:
+        return callback(event, session)
+
+    return call
 
 
 __all__ = ["Agent", "Call"]

@@ -111,3 +111,40 @@ async def test_custom_parameters_reach_on_call_and_a_refusing_hook_ends_only_tha
                 assert calls[-1].audio == PCMU
                 assert served.gateway.registry.live  # the gateway serves on
             assert served.gateway.metrics.calls_failed.labels(carrier="twilio")._value.get() == 1
+
+
+@pytest.mark.anyio
+async def test_a_callback_taking_the_session_acts_on_its_own_call() -> None:
+    agent = Agent(config=engine.SessionConfig(instructions="x"))
+    seen = Seen()
+    agent.on()(seen)
+    sessions: list[engine.Session] = []
+
+    @agent.on(engine.events.Dtmf)
+    async def pressed(event: engine.events.Dtmf, session: engine.Session) -> None:
+        sessions.append(session)
+        await session.send_text(f"the caller pressed {event.digit}")
+
+    with anyio.fail_after(10):
+        async with running_gateway(agent) as served, phone_call(served) as phone:
+            await seen.until(lambda: seen.of(ev.SessionReady))
+            await phone.press("7")
+            await seen.until(lambda: seen.of(ev.TurnMetrics))
+            (connection,) = served.server.connections
+            texts = [
+                part.text
+                for item in connection.conversation.items
+                if item.type == "message" and item.role == "user"
+                for part in item.content
+            ]
+            assert "the caller pressed 7" in texts
+    assert len(sessions) == 1 and sessions[0].state is engine.State.CLOSED
+
+
+def test_a_callback_that_cannot_take_an_event_is_refused_at_registration() -> None:
+    agent = Agent()
+    with pytest.raises(TypeError, match=r"\(event\) or \(event, session\)"):
+
+        @agent.on(engine.events.Dtmf)
+        def three(event: object, session: object, extra: object) -> None:
+            pass
