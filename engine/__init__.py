@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from engine import events
 from engine.core.states import Phase, State
 from engine.errors import (
+    AskFailed,
     ConnectionClosed,
     EngineError,
     ErrorCode,
@@ -91,6 +92,7 @@ def diagram() -> str:
 
 __all__ = [
     "Agent",
+    "AskFailed",
     "AudioFormat",
     "CallPolicy",
     "ConfigError",

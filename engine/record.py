@@ -31,6 +31,7 @@ from engine.core import commands as cmd
 from engine.core import effects as fx
 from engine.core import events as ev
 from engine.core.conversation import Conversation, CoreOptions
+from engine.core.metrics import Prices
 from engine.errors import UpdateRejected, clip
 from engine.protocol._wire import from_wire, to_wire
 from engine.protocol.client import ResponseParams
@@ -226,7 +227,7 @@ def steps(records: Iterable[dict[str, Any]], *, source: str = "recording") -> It
         config_from_wire(meta["config"]),
         clock=lambda: now[0],
         history=[_item(h) for h in meta.get("history", [])],
-        options=CoreOptions(**meta.get("options", {})),
+        options=_options(meta.get("options", {})),
     )
     for record in it:
         kind = record.get("kind")
@@ -249,6 +250,14 @@ def steps(records: Iterable[dict[str, Any]], *, source: str = "recording") -> It
             effects=effects,
             states=dict(conv.states),
         )
+
+
+def _options(data: dict[str, Any]) -> CoreOptions:
+    """The recorded ``CoreOptions`` (``attrs.asdict`` wrote the price table as a dict)."""
+    fields = dict(data)
+    if isinstance(fields.get("prices"), dict):
+        fields["prices"] = Prices(**fields["prices"])
+    return CoreOptions(**fields)
 
 
 def replay(path: str | Path) -> ReplayResult:

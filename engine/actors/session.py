@@ -17,7 +17,7 @@ The facade is one class assembled from three mixins, one concern each:
 :mod:`engine.actors.session_inspect` (states, history, configuration, usage,
 statistics) and :mod:`engine.actors.session_commands` (``send_*`` and the other
 commands); this module holds the lifecycle (``connect``, ``aclose``, ``reset``),
-``update``, ``send_raw`` and ``wait_for``.
+``update``, ``ask``, ``send_raw`` and ``wait_for``.
 
 The public API is in trio's style: every ``async`` call checkpoints
 (``send_audio``: see there), a call that cannot block is sync (``send_audio_nowait``,
@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 import anyio
 import anyio.lowlevel
 
-from engine.actors import raw
+from engine.actors import asks, raw
 from engine.actors.dispatch import Callback, Dispatcher
 from engine.actors.effects import end_call_tool
 from engine.actors.group import ActorGroup
@@ -54,7 +54,7 @@ from engine.errors import UsageError, UsageTypeError, unwrap
 from engine.observe.usage import UsageLedger
 from engine.protocol.config import SessionConfig
 from engine.protocol.items import Item
-from engine.protocol.text import check_item
+from engine.protocol.text import check_item, check_text
 from engine.providers import Provider
 from engine.tools import Tool
 from engine.transports.base import Connector
@@ -77,7 +77,7 @@ class Session(Registration, Inspection, Commands):
         record_audio: keep audio bytes in the recording (default: lengths only).
 
     Every command (``send_*``, ``commit_audio``, ``clear_audio``, ``create_response``,
-    ``cancel_response``, ``interrupt``, ``update``, ``reset``) raises ``NotConnected``
+    ``cancel_response``, ``interrupt``, ``update``, ``ask``, ``reset``) raises ``NotConnected``
     before ``connect()`` and ``SessionClosed`` once the session is closing or closed
     (its ``reason`` and ``error`` say why). Misuse raises a ``UsageError`` (a ``TypeError``
     or ``ValueError`` too where that is what it is) and sends nothing; what the server
@@ -226,6 +226,44 @@ class Session(Registration, Inspection, Commands):
         out = conv.handle(cmd.Update(config=self.provider.prepare(self._with_tools(config))))  # raises first
         self._config = config  # session.config is the core's: back to the old one if refused
         return await raw.acknowledged(self._dispatcher, effects, out, conv.pending_updates[-1], self._closed)
+
+    async def ask(
+        self,
+        prompt: str,
+        *,
+        instructions: str | None = None,
+        context: str = "conversation",
+        timeout: float = 30.0,  # noqa: ASYNC109 (the core's deadline, recorded with the ask)
+    ) -> str:
+        """Ask the model a side question; return its text answer, which never enters the call.
+
+        An out-of-band response (``conversation: "none"``, text only): nothing is said to
+        the caller, nothing is added to the history, the response in flight goes on. With
+        ``context="conversation"`` the model sees the call so far and ``prompt`` is the
+        response's instructions (after ``instructions``, if given); with ``"none"`` it sees
+        only ``prompt`` as a user message, under ``instructions`` (default: the session's).
+        The ``OutOfBandDone`` event (with the answer's own ``usage``) reaches callbacks too.
+
+        Raises:
+            NotConnected: before ``connect()``.
+            SessionClosed: the session is closing, or closed before the answer.
+            ConfigError: the provider's profile has no out-of-band responses (refused locally).
+            TypeError / ValueError: a bad argument (a ``UsageError``); nothing is sent.
+            AskFailed: no answer: the response failed or was cancelled, the server refused the
+                request (its code), no answer within ``timeout`` (``ask_timeout``), or the
+                socket dropped (``ask_lost``).
+        """
+        conv, effects = self._live()
+        self.provider.profile.check_feature("out_of_band_responses", "ask()")
+        command = cmd.Ask(prompt=prompt, instructions=instructions, context=context, timeout=timeout)
+        check_text(prompt, "ask()")
+        if instructions is not None:
+            check_text(instructions, "ask()")
+        check_item(Item.user_text(f"{instructions or ''}{prompt}"), self.settings.max_item_bytes, "ask()")
+        out = conv.handle(command)
+        assert conv.newest_ask is not None
+        done = await asks.answered(self._dispatcher, effects, out, conv.newest_ask, self._closed)
+        return done.text
 
     async def send_raw(self, event: Mapping[str, Any]) -> None:
         """Send a client event this library does not model yet, never around the core (:func:`raw.send`).
