@@ -50,8 +50,8 @@ class Refusal:
 class _Signer(TimestampSigner):
     """A TimestampSigner reading time from an injected clock (tests move it)."""
 
-    def __init__(self, secret: str, clock: Callable[[], float]) -> None:
-        super().__init__(secret, salt="engine.gateway.access")
+    def __init__(self, secret: str, clock: Callable[[], float], salt: str = "engine.gateway.access") -> None:
+        super().__init__(secret, salt=salt)
         self._clock = clock
 
     def get_timestamp(self) -> int:
@@ -82,9 +82,18 @@ class Access:
         self.open = open
         self.max_age = max_age
         self._signer = _Signer(chosen, clock)
+        self._secret, self._clock = chosen, clock
 
     def __repr__(self) -> str:
         return f"<Access open={self.open} max_age={self.max_age:g}s>"
+
+    def signer(self, salt: str) -> TimestampSigner:
+        """A timestamp signer with this gateway's secret and clock for another purpose (its own ``salt``).
+
+        The carriers' stream tokens use it, so every gateway sharing
+        ``ENGINE_GATEWAY_SECRET`` accepts the others' tokens.
+        """
+        return _Signer(self._secret, self._clock, salt)
 
     def token(self, scope: str) -> str:
         """A fresh token for ``scope`` (``caller`` or ``operator``)."""

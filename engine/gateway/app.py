@@ -9,15 +9,19 @@ Routes:
   dialect's markup connecting the call to ``/<carrier>/stream`` (``wss://``,
   or ``ws://`` when the webhook came over plain http to a loopback address),
   passing the webhook's query parameters through as custom parameters.
-* ``WS /<carrier>/stream``: the carrier's media stream, one :class:`Bridge` per call.
+* ``WS /<carrier>/stream``: the carrier's media stream, one :class:`Bridge` per call
+  (``WS /telnyx/stream/<token>`` when the stream needs a token, see below).
 * ``GET /``, ``WS /browser``, ``GET /calls``, ``WS /calls/{id}/watch``: talk from
   the browser and watch calls live (:mod:`engine.gateway.browser_routes`).
 
 Admission (:mod:`engine.gateway.calls`) refuses a call at once when full or
 draining: 503 on the webhook, close 1013 on the stream. When the carrier's
-signing secret is configured (Twilio's auth token), the webhook and the stream
-upgrade must carry a valid signature (``X-Twilio-Signature``, see
-docs/carriers.md), else 403. Secrets are never logged.
+signing key is configured (Twilio's auth token, Telnyx's public key), the
+webhook must carry a valid signature (``X-Twilio-Signature``,
+``telnyx-signature-ed25519``, see docs/carriers.md), else 403. Twilio signs
+the stream's upgrade too; Telnyx does not, so its stream URL carries a
+short-lived token of the gateway's own (:mod:`engine.gateway.stream_tokens`),
+without which the upgrade gets 403. Secrets and tokens are never logged.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol, cast
 from urllib.parse import parse_qsl
@@ -42,8 +47,9 @@ from engine.gateway.agent import Agent
 from engine.gateway.bridge import Bridge, CarrierGone
 from engine.gateway.browser_routes import browser_routes
 from engine.gateway.calls import SHUTTING_DOWN, CallRegistry, Refused
-from engine.gateway.carriers.base import CarrierStream
+from engine.gateway.carriers.base import CarrierStream, SignedRequest
 from engine.gateway.metrics import CONTENT_TYPE, GatewayMetrics
+from engine.gateway.stream_tokens import SALT, StreamTokens
 from engine.providers import Provider, Secret
 from engine.transports.base import Connector
 
@@ -54,14 +60,10 @@ TRY_AGAIN_LATER = 1013
 
 
 class Signer(Protocol):
-    """A carrier's request signature check, holding the secret (never shown in its repr)."""
+    """A carrier's request signature check, holding the key (never shown in its repr)."""
 
-    def webhook(self, url: str, params: Mapping[str, str], signature: str | None) -> bool:
-        """Does ``signature`` sign this form POST to ``url``?"""
-        ...
-
-    def upgrade(self, url: str, signature: str | None) -> bool:
-        """Does ``signature`` sign the WebSocket upgrade to ``url``?"""
+    def check(self, request: SignedRequest) -> bool:
+        """Is this webhook (or stream upgrade) signed by the carrier?"""
         ...
 
 
@@ -73,9 +75,10 @@ class Dialect:
         name: the route prefix and the metrics label (``twilio``, ``telnyx``).
         new_stream: a fresh sans-IO :class:`CarrierStream` for one call.
         answer: ``answer(stream_url, parameters)``: the webhook's response body.
-        signer: ``signer(secret)`` builds the signature check; ``None``: the dialect
-            has no shared-secret signature.
-        signature_header: the header that carries the signature.
+        signer: ``signer(key)`` builds the signature check; ``None``: the dialect
+            has no signature to check.
+        signs_upgrade: the carrier signs the stream's upgrade too (Twilio); when
+            not (Telnyx), a signed webhook's answer carries a stream token instead.
         content_type: of the webhook's answer.
     """
 
@@ -83,7 +86,7 @@ class Dialect:
     new_stream: Callable[[], CarrierStream]
     answer: Callable[[str, Mapping[str, str]], str]
     signer: Callable[[str], Signer] | None = None
-    signature_header: str = "X-Twilio-Signature"
+    signs_upgrade: bool = True
     content_type: str = "application/xml"
 
 
@@ -105,8 +108,8 @@ class Gateway:
         provider: overrides the agent's provider for every call.
         connector: how each session opens its socket (tests).
         dialects: the carriers served (default: Twilio and Telnyx).
-        secrets: the signing secret per dialect name (``{"twilio": auth_token}``); a dialect
-            with a secret refuses unsigned or badly signed requests with 403.
+        secrets: the signing key per dialect name (``{"twilio": auth_token, "telnyx":
+            public_key}``); a dialect with a key refuses unsigned or badly signed requests with 403.
         bridge: per-call bridge settings.
         access: who may use the browser routes (default: open, for a gateway on loopback).
     """
@@ -141,6 +144,7 @@ class Gateway:
             self._signers[name] = dialect.signer(secret.reveal() if isinstance(secret, Secret) else secret)
         self.bridge = bridge
         self.access = access if access is not None else Access(open=True)
+        self._stream_tokens = StreamTokens(self.access.signer(SALT))
         routes: list[Route | WebSocketRoute] = [
             Route("/healthz", self._healthz, methods=["GET"]),
             Route("/readyz", self._readyz, methods=["GET"]),
@@ -149,6 +153,9 @@ class Gateway:
         for name in self.dialects:
             routes.append(Route(f"/{name}/voice", self._voice, methods=["POST"], name=f"{name}_voice"))
             routes.append(WebSocketRoute(f"/{name}/stream", self._stream, name=f"{name}_stream"))
+            if not self.dialects[name].signs_upgrade:
+                stream_path = f"/{name}/stream/{{token}}"
+                routes.append(WebSocketRoute(stream_path, self._stream, name=f"{name}_stream_token"))
         routes += browser_routes(self)  # the page, /calls and their sockets (engine.gateway.browser_routes)
         self.app = Starlette(routes=routes)
 
@@ -195,20 +202,31 @@ class Gateway:
     async def _voice(self, request: Request) -> Response:
         dialect = self._dialect(request.url.path)
         # Carriers post application/x-www-form-urlencoded; parsed here (no multipart dependency).
-        form = dict(parse_qsl((await request.body()).decode("utf-8", "replace"), keep_blank_values=True))
-        if not self._signed(dialect, request.headers, _public_url(request.url, request.headers), form):
+        body = await request.body()
+        form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+        url = _public_url(request.url, request.headers)
+        if not self._signed(dialect, _signed_request(url, request.headers, body, form)):
             return PlainTextResponse("forbidden: bad or missing signature\n", status_code=403)
         try:
             self.registry.check()
         except Refused as refused:
             return PlainTextResponse(f"unavailable: {refused.reason}\n", status_code=503)
         stream_url = _stream_url(request, dialect.name)
+        if self._needs_token(dialect):
+            stream_url += "/" + self._stream_tokens.issue(dialect.name)
         parameters = dict(request.query_params)
         return Response(dialect.answer(stream_url, parameters), media_type=dialect.content_type)
 
     async def _stream(self, websocket: WebSocket) -> None:
         dialect = self._dialect(websocket.url.path)
-        if not self._signed(dialect, websocket.headers, _public_url(websocket.url, websocket.headers), None):
+        if self._needs_token(dialect):
+            allowed = self._stream_tokens.valid(websocket.path_params.get("token"), dialect.name)
+            if not allowed:  # the path holds the token: never logged
+                log.warning("%s: refused a stream upgrade without a valid stream token", dialect.name)
+        else:
+            url = _public_url(websocket.url, websocket.headers)
+            allowed = self._signed(dialect, _signed_request(url, websocket.headers, b"", None))
+        if not allowed:
             await websocket.close()  # before accept: the upgrade is answered 403
             return
         try:
@@ -236,19 +254,29 @@ class Gateway:
         )
         await bridge.run()
 
-    def _signed(
-        self, dialect: Dialect, headers: Mapping[str, str], url: str, form: Mapping[str, str] | None
-    ) -> bool:
-        """True when no secret is configured for the dialect, or the request is signed with it."""
+    def _signed(self, dialect: Dialect, request: SignedRequest) -> bool:
+        """True when no key is configured for the dialect, or the request is signed with it."""
         signer = self._signers.get(dialect.name)
         if signer is None:
             return True
-        signature = headers.get(dialect.signature_header)
-        valid = signer.upgrade(url, signature) if form is None else signer.webhook(url, form, signature)
-        if not valid:
-            log.warning("%s: refused a request to %s with a bad or missing signature", dialect.name, url)
+        if not signer.check(request):
+            log.warning(
+                "%s: refused a request to %s with a bad or missing signature", dialect.name, request.url
+            )
             return False
         return True
+
+    def _needs_token(self, dialect: Dialect) -> bool:
+        """The dialect's stream is guarded by our token: a key is configured, the carrier signs no upgrade."""
+        return dialect.name in self._signers and not dialect.signs_upgrade
+
+
+def _signed_request(
+    url: str, headers: Mapping[str, str], body: bytes, form: Mapping[str, str] | None
+) -> SignedRequest:
+    """What a signature check sees, stamped with the wall clock now (the checks read no clock)."""
+    lowered = {name.lower(): value for name, value in headers.items()}
+    return SignedRequest(url=url, headers=lowered, body=body, form=form, now=time.time())
 
 
 def _public_url(url: Any, headers: Mapping[str, str]) -> str:
@@ -322,6 +350,7 @@ class _StarletteSocket:
 def default_dialects() -> dict[str, Dialect]:
     """Twilio and Telnyx, from their sans-IO modules."""
     from engine.gateway.carriers import telnyx, twilio
+    from engine.gateway.carriers.telnyx_signature import TelnyxSignature
 
     # The dialects declare ``name`` as a ClassVar, which mypy does not match to the protocol's
     # settable attribute; the classes do implement CarrierStream.
@@ -334,6 +363,12 @@ def default_dialects() -> dict[str, Dialect]:
             answer=twilio.connect_twiml,
             signer=twilio.TwilioSignature,
         ),
-        # Telnyx signs webhooks with a public key (Ed25519), not a shared secret: no signer here.
-        "telnyx": Dialect(name="telnyx", new_stream=telnyx_stream, answer=telnyx.connect_texml),
+        # Telnyx signs webhooks with its Ed25519 key, but not the stream's upgrade.
+        "telnyx": Dialect(
+            name="telnyx",
+            new_stream=telnyx_stream,
+            answer=telnyx.connect_texml,
+            signer=TelnyxSignature,
+            signs_upgrade=False,
+        ),
     }

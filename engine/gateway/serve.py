@@ -8,8 +8,9 @@ module:app``). Without ``APP`` a built-in demo agent (a weather tool) is
 served; without ``--url`` and without a provider on the agent, every call
 talks to an embedded local realtime server on a free loopback port, so the
 command works offline. With ``--url`` the key comes from ``INWORLD_API_KEY``
-or ``OPENAI_API_KEY``; a Twilio auth token in ``TWILIO_AUTH_TOKEN`` turns on
-signature checks (secrets come from the environment, never the command line).
+or ``OPENAI_API_KEY``; a Twilio auth token in ``TWILIO_AUTH_TOKEN`` and a
+Telnyx public key in ``TELNYX_PUBLIC_KEY`` turn on each carrier's signature
+checks (secrets come from the environment, never the command line).
 
 SIGTERM or SIGINT drains: no new calls, live calls may end by themselves
 until ``--drain-timeout``, then they are ended cleanly (session closed,
@@ -26,7 +27,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, TextIO
 
@@ -102,6 +103,16 @@ def provider_from_env(name: str, url: str) -> Provider:
     if not key:
         raise ValueError(f"--url needs the API key in {variable}")
     return Inworld(api_key=key, url=url) if name == "inworld" else OpenAI(api_key=key, url=url)
+
+
+CARRIER_KEYS = {"twilio": "TWILIO_AUTH_TOKEN", "telnyx": "TELNYX_PUBLIC_KEY"}
+"""The environment variable holding each carrier's signing key."""
+
+
+def carrier_keys(environ: Mapping[str, str]) -> dict[str, str] | None:
+    """The carriers' signing keys set in ``environ`` (``None`` when none is), for ``Gateway(secrets=...)``."""
+    keys = {carrier: environ[name] for carrier, name in CARRIER_KEYS.items() if environ.get(name)}
+    return keys or None
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -183,7 +194,7 @@ async def run_serve(args: argparse.Namespace, out: TextIO, *, stop: anyio.Event 
     try:
         agent = load_agent(args.app) if args.app else demo_agent()
         _check_limits(args)
-        secrets = {"twilio": token} if (token := os.environ.get("TWILIO_AUTH_TOKEN")) else None
+        secrets = carrier_keys(os.environ)
         sock = listening_socket(args.host, args.port)
     except (ValueError, TypeError, OSError) as exc:
         sys.stderr.write(f"engine serve: {exc}\n")

@@ -8,7 +8,12 @@ import pytest
 
 from tests.core.test_purity import FORBIDDEN_MODULES, IMPURE_IMPORT, PACKAGE, _loaded_after
 
-SANS_IO = ("engine.gateway.carriers.twilio", "engine.gateway.carriers.telnyx", "engine.gateway.marks")
+SANS_IO = (
+    "engine.gateway.carriers.twilio",
+    "engine.gateway.carriers.telnyx",
+    "engine.gateway.carriers.telnyx_signature",
+    "engine.gateway.marks",
+)
 SOURCES = sorted([*PACKAGE.glob("gateway/carriers/*.py"), PACKAGE / "gateway" / "marks.py"])
 
 

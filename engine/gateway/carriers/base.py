@@ -129,3 +129,33 @@ class CarrierStream(Protocol):
     def clear(self) -> str:
         """A frame that drops the audio the carrier still holds (barge-in)."""
         ...
+
+
+class MissingExtra(EngineError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+
+@attrs.frozen(kw_only=True)
+class SignedRequest:
+    """What a carrier's signature check may look at: one webhook POST or one stream upgrade.
+
+    Checks are pure (no clock): the app passes the time in as ``now``.
+
+    Attributes:
+        url: the public URL the carrier requested (the scheme a TLS proxy reported).
+        headers: the request's headers, names in lower case.
+        body: the exact bytes of the body (``b""`` for an upgrade); never re-serialized.
+        form: the parsed form of a webhook; ``None`` for a WebSocket upgrade.
+        now: wall-clock Unix seconds when the request arrived.
+    """
+
+    url: str
+    headers: Mapping[str, str] = attrs.field(repr=False)
+    body: bytes = attrs.field(default=b"", repr=lambda b: f"<{len(b)} bytes>")
+    form: Mapping[str, str] | None = attrs.field(default=None, repr=False)
+    now: float
+
+    @property
+    def upgrade(self) -> bool:
+        """True for a WebSocket upgrade (no form)."""
+        return self.form is None

@@ -20,7 +20,6 @@ import binascii
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
-from engine.errors import EngineError
 from engine.gateway.carriers._common import (
     Bad,
     JsonMediaStream,
@@ -39,12 +38,16 @@ from engine.gateway.carriers.base import (
     Dtmf,
     MarkDone,
     MediaFormat,
+    MissingExtra,
+    SignedRequest,
     Started,
     Stopped,
 )
 
 ENCODINGS = {"audio/x-mulaw": "audio/pcmu"}
 """Twilio's ``mediaFormat.encoding`` names -> ours (Twilio streams μ-law only)."""
+SIGNATURE_HEADER = "x-twilio-signature"
+"""The header carrying Twilio's signature (lower case, as the app passes header names)."""
 PARAMETER_LIMIT = 500
 """Twilio's limit on a custom parameter's name and value together, in characters."""
 
@@ -162,10 +165,6 @@ def say_twiml(text: str) -> str:
     return f'<?xml version="1.0" encoding="UTF-8"?><Response><Say>{said}</Say><Hangup/></Response>'
 
 
-class MissingExtra(EngineError):
-    """An optional dependency is not installed; the message names the extra to install."""
-
-
 class TwilioSignature:
     """Checks ``X-Twilio-Signature`` on the voice webhook and on the media stream's upgrade.
 
@@ -192,6 +191,13 @@ class TwilioSignature:
 
     def __repr__(self) -> str:
         return "<TwilioSignature token=***>"
+
+    def check(self, request: SignedRequest) -> bool:
+        """True when ``request`` (a webhook or a stream upgrade) carries a valid ``X-Twilio-Signature``."""
+        signature = request.headers.get(SIGNATURE_HEADER)
+        if request.form is None:
+            return self.upgrade(request.url, signature)
+        return self.webhook(request.url, request.form, signature)
 
     def webhook(self, url: str, params: Mapping[str, str], signature: str | None) -> bool:
         """True when ``signature`` signs this form POST to ``url`` (the URL Twilio requested)."""
