@@ -376,6 +376,20 @@ def test_the_stream_upgrade_is_signed_over_its_url_alone() -> None:
     assert not check.upgrade(url, None)
 
 
+def test_check_reads_the_header_and_tells_a_webhook_from_an_upgrade() -> None:
+    from engine.gateway.carriers.base import SignedRequest
+
+    check = TwilioSignature("12345")
+    signed = {"x-twilio-signature": DOC_SIGNATURE}
+    assert check.check(SignedRequest(url=DOC_URL, headers=signed, form=DOC_PARAMS, now=0.0))
+    assert not check.check(SignedRequest(url=DOC_URL, headers={}, form=DOC_PARAMS, now=0.0))
+    # The same signature on an upgrade (no form) is checked over the URL alone, and fails.
+    assert not check.check(SignedRequest(url=DOC_URL, headers=signed, now=0.0))
+    url = "wss://example.com/twilio/stream"
+    upgrade = SignedRequest(url=url, headers={"x-twilio-signature": _hmac_sha1("12345", url)}, now=0.0)
+    assert check.check(upgrade)
+
+
 def test_the_token_never_shows() -> None:
     check = TwilioSignature("very-secret-token")
     assert "very-secret-token" not in repr(check)
