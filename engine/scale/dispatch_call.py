@@ -128,7 +128,9 @@ async def run_placed_call(
                 await call.answer()
             await call.speak()
             transcript = tuple(
-                (i.role or "?", i.text) for i in session.history if i.type == "message" and i.text
+                (i.role or "?", i.text)
+                for i in session.history
+                if i.type == "message" and i.role != "system" and i.text
             )
         return CallOutcome(
             call_id=call_id,
