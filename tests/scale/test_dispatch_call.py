@@ -1,0 +1,111 @@
+"""One placed call without Ray (``run_placed_call``): the simulated caller, checkpoints, and resuming.
+
+What a host runs, against a LocalServer on 127.0.0.1: text and audio turns,
+a checkpoint after each turn and around each tool call, and a call resumed
+from a checkpoint (no greeting, the open tool call answered once, the script
+going on from the caller's position).
+"""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from engine.scale.dispatch_call import run_placed_call
+from engine.scale.spec import CallSpec, Checkpoint, Endpoint, SimulatedCaller, Speak, current_call
+from engine.server import LocalServer
+from tests.scale.dispatch_agents import GREETING
+
+pytestmark = pytest.mark.anyio
+
+AGENT = "tests.scale.dispatch_agents:weather"
+
+
+def spec(server: LocalServer, *turns: str | Speak) -> CallSpec:
+    return CallSpec(
+        agent=AGENT, caller=SimulatedCaller(turns), endpoint=Endpoint(url=server.url(), key_env=None)
+    )
+
+
+async def run(
+    spec: CallSpec, checkpoint: Checkpoint | None = None, attempt: int = 0
+) -> tuple[list[Checkpoint], str]:
+    taken: list[Checkpoint] = []
+
+    async def report(point: Checkpoint) -> None:
+        taken.append(point)
+
+    outcome = await run_placed_call("call_x", "host-x", spec, checkpoint, attempt, report)
+    return taken, outcome.transcript[-1][1]
+
+
+async def test_text_and_audio_turns_with_a_checkpoint_after_each() -> None:
+    with anyio.fail_after(10):
+        async with LocalServer(pace=0, ping_interval=None).running() as server:
+            call = spec(server, Speak(0.6), "weather in Oslo?")
+            taken: list[Checkpoint] = []
+
+            async def report(point: Checkpoint) -> None:
+                taken.append(point)
+
+            outcome = await run_placed_call("call_x", "host-x", call, None, 0, report)
+    assert [text for _, text in outcome.transcript] == [
+        GREETING,
+        "[speech 0.60 s, loud]",
+        "You said: [speech 0.60 s, loud]",
+        "weather in Oslo?",
+        'The result is {"city": "Oslo", "temp_c": 21}.',
+    ]
+    # greeting, turn 1, the tool call (open), its answer, turn 2
+    assert [(p.sent, p.done, p.greeted, len(p.open_calls()), p.tool_calls) for p in taken] == [
+        (0, 0, True, 0, 0),
+        (1, 1, True, 0, 0),
+        (2, 1, True, 1, 0),
+        (2, 1, True, 0, 1),
+        (2, 2, True, 0, 1),
+    ]
+    assert outcome.tool_calls == 1 and len(outcome.turns) == 3 and outcome.failovers == 0
+    assert all(t.total is not None for t in outcome.turns)
+
+
+async def test_a_resumed_call_answers_the_open_tool_call_once_and_never_greets() -> None:
+    with anyio.fail_after(10):
+        async with LocalServer(pace=0, ping_interval=None).running() as server:
+            call = spec(server, "hi", "weather in Oslo?", "bye")
+            taken, _ = await run(call)
+            (open_point,) = [p for p in taken if p.open_calls()]
+            (pending,) = open_point.open_calls()
+            resumed, last = await run(call, open_point, attempt=1)
+    _, second = server.connections
+    items = second.conversation.items
+    outputs = [i for i in items if i.type == "function_call_output"]
+    assert [o.call_id for o in outputs] == [pending.call_id]  # answered once, on the new host
+    fresh = [i for i in items if i.role == "assistant" and i.id not in {j.id for j in open_point.items}]
+    assert [i.text for i in fresh] == ['The result is {"city": "Oslo", "temp_c": 21}.', "You said: bye."]
+    assert [i.text for i in items if i.role == "system"] and GREETING not in [i.text for i in fresh]
+    assert [i.text for i in items if i.role == "user"] == [
+        "hi",
+        "weather in Oslo?",
+        "bye",
+    ]  # nothing said twice
+    assert last == "You said: bye."
+    assert resumed[0].tool_calls == 1 and resumed[-1].done == 3
+
+
+async def test_a_call_resumed_between_turns_goes_on_with_the_next_turn() -> None:
+    with anyio.fail_after(10):
+        async with LocalServer(pace=0, ping_interval=None).running() as server:
+            call = spec(server, "one", "two")
+            taken, _ = await run(call)
+            after_one = taken[1]
+            assert (after_one.sent, after_one.done) == (1, 1)
+            resumed, last = await run(call, after_one, attempt=1)
+    second = server.connections[1]
+    assert [i.text for i in second.conversation.items if i.role == "user"] == ["one", "two"]
+    assert last == "You said: two." and [p.done for p in resumed] == [2]
+    assert server.connections[1].received_types.count("response.create") == 1  # only the caller's turn
+
+
+def test_current_call_outside_a_call_is_a_lookup_error() -> None:
+    with pytest.raises(LookupError):
+        current_call()
