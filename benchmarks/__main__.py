@@ -21,7 +21,7 @@ from typing import Any
 
 from benchmarks import report
 
-ORDER = ("imports", "ingest", "observe", "audio_in", "barge_in", "memory", "calls", "phone")
+ORDER = ("imports", "ingest", "observe", "audio_in", "barge_in", "memory", "calls", "phone", "placement")
 MARKER = "BENCHMARK-FIGURES "
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -146,11 +146,13 @@ async def test_load_is_answered_while_a_hosts_loop_is_blocked(dispatcher: Dispat
     with anyio.fail_after(30):
         async with LocalServer(pace=0, ping_interval=None).running() as server:
             handle = await dispatcher.submit(spec(server, ("please block loop",), block_seconds="2"))
-            host = None
+            placed = None
             async for event in handle.events():
                 if isinstance(event, Placed):
-                    host = event.host
+                    placed = event
                     break
+            assert placed is not None
+            host = placed.host
             stalled = None
             while stalled is None:  # the monitor thread reports the stuck loop while it is stuck
                 loads = {load.host: load for load in await dispatcher.load()}
