@@ -10,10 +10,11 @@ its own (live calls, admissions, refusals, failures).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import Metric
 
 from engine.observe import OBSERVED as OBSERVED  # the events for_call's callback reads
 from engine.observe.meters import CallMeters
@@ -46,6 +47,8 @@ class GatewayMetrics:
         )
         # What the sessions report: engine.observe's instruments, fed by its CallMeters (one source).
         self.sessions = PrometheusInstruments(r)
+        self.const_labels: dict[str, str] = {}
+        """Labels added to every sample rendered (``{"replica": ...}`` on a Ray Serve replica)."""
 
     def for_call(self) -> Callable[[object], None]:
         """A sync session callback for one call (register it for :data:`OBSERVED`)."""
@@ -57,5 +60,20 @@ class GatewayMetrics:
         self.sessions.errors.add(1, {"error.type": code})
 
     def render(self) -> bytes:
-        """The Prometheus text exposition of every metric."""
-        return generate_latest(self.registry)
+        """The Prometheus text exposition of every metric (with :attr:`const_labels` on each sample)."""
+        if not self.const_labels:
+            return generate_latest(self.registry)
+        return generate_latest(_Labelled(self.registry, self.const_labels))
+
+
+class _Labelled:
+    """A registry's metrics with constant labels added to every sample (what ``generate_latest`` reads)."""
+
+    def __init__(self, registry: CollectorRegistry, labels: dict[str, str]) -> None:
+        self.registry = registry
+        self.labels = labels
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self.registry.collect():
+            family.samples = [s._replace(labels={**self.labels, **s.labels}) for s in family.samples]
+            yield family

@@ -55,6 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--url", help="a realtime endpoint for every call (default: the agent's provider)")
     parser.add_argument("--provider", choices=("inworld", "openai"), default="inworld")
+    from engine.scale.serve_cli import add_arguments as add_ray_arguments
+
+    add_ray_arguments(parser)  # --ray and its options: the gateway on Ray Serve (engine[ray])
 
 
 def demo_agent() -> Agent:
@@ -185,6 +188,10 @@ async def call_provider(agent: Agent, url: str | None, provider: str) -> AsyncIt
 
 async def run_serve(args: argparse.Namespace, out: TextIO, *, stop: anyio.Event | None = None) -> int:
     """Run ``engine serve`` until SIGTERM/SIGINT (or ``stop``); the exit status."""
+    if getattr(args, "ray", False):
+        from engine.scale.serve_cli import run as run_on_ray
+
+        return await run_on_ray(args, out, stop=stop)
     try:
         from engine.gateway.access import Access
         from engine.gateway.app import Gateway, _is_loopback
