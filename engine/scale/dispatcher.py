@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import time
 import uuid
 from typing import Any
 
@@ -228,6 +229,7 @@ class DispatchActor:
         checkpoint: Checkpoint | None = None
         attempt = 0
         died: str | None = None
+        since = time.perf_counter()  # Ray's loop may be uvloop's: its loop.time() counts whole ms
         while True:
             try:
                 host = await self._place(call_id, call)
@@ -249,7 +251,9 @@ class DispatchActor:
                             call.emit(FailedOver(call_id=call_id, from_host=died, to_host=host.name))
                         self._stats.placed += 1
                         host.stats = attrs.evolve(host.stats, placed=host.stats.placed + 1)
-                        call.emit(Placed(call_id=call_id, host=host.name, resumed=checkpoint is not None))
+                        resumed = checkpoint is not None
+                        waited = time.perf_counter() - since
+                        call.emit(Placed(call_id=call_id, host=host.name, resumed=resumed, seconds=waited))
                     elif isinstance(record, Checkpoint):
                         checkpoint = record
                         opened = len(record.open_calls())
@@ -272,7 +276,7 @@ class DispatchActor:
                         call_id, call, f"host {host.name} died and the call used its {attempt} failovers"
                     )
                     return
-                attempt, died = attempt + 1, host.name
+                attempt, died, since = attempt + 1, host.name, time.perf_counter()
             except Exception as exc:  # what the call raised on its host (RayTaskError wraps it)
                 cause = getattr(exc, "cause", None) or exc
                 self._fail(call_id, call, f"{type(cause).__name__}: {cause}")

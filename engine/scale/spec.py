@@ -239,11 +239,16 @@ class Queued:
 
 @attrs.frozen(kw_only=True)
 class Placed:
-    """The call was admitted on ``host`` (``resumed``: from a checkpoint)."""
+    """The call runs on ``host`` (``resumed``: from a checkpoint).
+
+    ``seconds``: from the dispatcher taking the call (or losing its host) to the host
+    accepting it, queueing included.
+    """
 
     call_id: str
     host: str
     resumed: bool = False
+    seconds: float = 0.0
 
 
 @attrs.frozen(kw_only=True)
