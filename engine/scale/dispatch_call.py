@@ -33,6 +33,7 @@ from engine.core.history import _restorable as restorable  # the reconnect resto
 from engine.core.restore import RESUME_NOTE
 from engine.demo import speech
 from engine.gateway.agent import Agent
+from engine.observe.logs import call_context
 from engine.profiles import Profile
 from engine.protocol.config import SessionConfig
 from engine.protocol.items import Item
@@ -100,49 +101,59 @@ async def run_placed_call(
         ValueError: no provider, here or on the agent; an endpoint key missing on this host.
         SessionClosed, HandshakeError, TransportError: the session failed.
     """
+    token = _CURRENT.set(CallContext(call_id=call_id, host=host, attempt=attempt, metadata=spec.metadata))
+    try:
+        with call_context(call_id, host=host, attempt=str(attempt)):  # every log record names both
+            return await _run(call_id, host, spec, checkpoint, attempt, report)
+    finally:
+        _CURRENT.reset(token)
+
+
+async def _run(
+    call_id: str,
+    host: str,
+    spec: CallSpec,
+    checkpoint: Checkpoint | None,
+    attempt: int,
+    report: Report,
+) -> CallOutcome:
     agent = resolve_agent(spec.agent)
     provider = spec.endpoint.build() if spec.endpoint is not None else agent.provider
     progress = _Progress.of(checkpoint)
-    token = _CURRENT.set(CallContext(call_id=call_id, host=host, attempt=attempt, metadata=spec.metadata))
-    try:
-        source = agent
-        if checkpoint is not None:
-            # This session's own ids must not collide with the restored ones (the old session's).
-            prefix = f"r{attempt}e"
-            provider = _IdPrefixed(provider, prefix) if provider is not None else None
-            items = [r for r in map(restorable, checkpoint.items) if r is not None]
-            outputs = await answer_open_calls(agent, checkpoint, prefix)
-            if outputs:
-                progress.tool_calls += len(outputs)
-                items += outputs
-                await report(progress.checkpoint(tuple(items)))
-            source = copy.copy(agent)
-            source.history = (*items, Item.system_text(RESUME_NOTE, id=f"item_{prefix}note"))
-        session = source.session(provider=provider)
-        call = _Caller(session, progress, report, spec.caller.turns)
-        async with session.connect():
-            if (checkpoint is None and agent.greet) or (
-                checkpoint is not None and _owes_answer(agent, progress)
-            ):
-                await session.create_response()
-                await call.answer()
-            await call.speak()
-            transcript = tuple(
-                (i.role or "?", i.text)
-                for i in session.history
-                if i.type == "message" and i.role != "system" and i.text
-            )
-        return CallOutcome(
-            call_id=call_id,
-            host=host,
-            end_reason="completed",
-            transcript=transcript,
-            turns=tuple(progress.turns),
-            tool_calls=progress.tool_calls,
-            failovers=attempt,
+    source = agent
+    if checkpoint is not None:
+        # This session's own ids must not collide with the restored ones (the old session's).
+        prefix = f"r{attempt}e"
+        provider = _IdPrefixed(provider, prefix) if provider is not None else None
+        items = [r for r in map(restorable, checkpoint.items) if r is not None]
+        outputs = await answer_open_calls(agent, checkpoint, prefix)
+        if outputs:
+            progress.tool_calls += len(outputs)
+            items += outputs
+            await report(progress.checkpoint(tuple(items)))
+        source = copy.copy(agent)
+        source.history = (*items, Item.system_text(RESUME_NOTE, id=f"item_{prefix}note"))
+    session = source.session(provider=provider)
+    call = _Caller(session, progress, report, spec.caller.turns)
+    async with session.connect():
+        if (checkpoint is None and agent.greet) or (checkpoint is not None and _owes_answer(agent, progress)):
+            await session.create_response()
+            await call.answer()
+        await call.speak()
+        transcript = tuple(
+            (i.role or "?", i.text)
+            for i in session.history
+            if i.type == "message" and i.role != "system" and i.text
         )
-    finally:
-        _CURRENT.reset(token)
+    return CallOutcome(
+        call_id=call_id,
+        host=host,
+        end_reason="completed",
+        transcript=transcript,
+        turns=tuple(progress.turns),
+        tool_calls=progress.tool_calls,
+        failovers=attempt,
+    )
 
 
 def _owes_answer(agent: Agent, progress: _Progress) -> bool:

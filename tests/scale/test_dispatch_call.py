@@ -8,9 +8,12 @@ going on from the caller's position).
 
 from __future__ import annotations
 
+import logging
+
 import anyio
 import pytest
 
+from engine.observe.logs import CallFilter
 from engine.scale.dispatch_call import run_placed_call
 from engine.scale.spec import CallSpec, Checkpoint, Endpoint, SimulatedCaller, Speak, current_call
 from engine.server import LocalServer
@@ -68,7 +71,11 @@ async def test_text_and_audio_turns_with_a_checkpoint_after_each() -> None:
     assert all(t.total is not None for t in outcome.turns)
 
 
-async def test_a_resumed_call_answers_the_open_tool_call_once_and_never_greets() -> None:
+async def test_a_resumed_call_answers_the_open_tool_call_once_and_never_greets(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="engine.scale")
+    caplog.handler.addFilter(CallFilter())
     with anyio.fail_after(10):
         async with LocalServer(pace=0, ping_interval=None).running() as server:
             call = spec(server, "hi", "weather in Oslo?", "bye")
@@ -90,6 +97,9 @@ async def test_a_resumed_call_answers_the_open_tool_call_once_and_never_greets()
     ]  # nothing said twice
     assert last == "You said: bye."
     assert resumed[0].tool_calls == 1 and resumed[-1].done == 3
+    # The host's log records name the call, the host and the attempt.
+    (rerun,) = [r for r in caplog.records if "running the open tool call" in r.getMessage()]
+    assert rerun.call_id == "call_x" and rerun.carrier_ids == " host=host-x attempt=1"  # type: ignore[attr-defined]
 
 
 async def test_a_call_resumed_between_turns_goes_on_with_the_next_turn() -> None:
