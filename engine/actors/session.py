@@ -54,7 +54,7 @@ from engine.errors import UsageError, UsageTypeError, unwrap
 from engine.observe.usage import UsageLedger
 from engine.protocol.config import SessionConfig
 from engine.protocol.items import Item
-from engine.protocol.text import check_item, check_text
+from engine.protocol.text import check_config, check_item, check_text
 from engine.providers import Provider
 from engine.tools import Tool
 from engine.transports.base import Connector
@@ -84,7 +84,8 @@ class Session(Registration, Inspection, Commands):
     does wrong arrives as ``Error`` events (``engine.errors`` states the policy).
 
     Raises:
-        ValueError: a ``history`` entry cannot be sent (too large, or text UTF-8 cannot carry).
+        ValueError: a ``history`` entry cannot be sent (too large, or text UTF-8 cannot carry), or
+            ``config`` is larger than ``settings.max_config_bytes`` (so is ``connect()``, with the tools).
     """
 
     def __init__(
@@ -104,6 +105,7 @@ class Session(Registration, Inspection, Commands):
         self._initial = tuple(to_item(h) for h in history)
         for number, item in enumerate(self._initial):  # a restore replays each: refuse what cannot be sent
             check_item(item, self.settings.max_item_bytes, f"history entry {number}")
+        check_config(self._config, self.settings.max_config_bytes)
         self._record = (Path(record), record_audio) if record is not None else None
         self._tools: dict[str, Tool] = {}
         if self.settings.call_policy is not None and self.settings.call_policy.end_call:
@@ -144,6 +146,8 @@ class Session(Registration, Inspection, Commands):
         if self._lifecycle.current is not Lifecycle.NEW:
             raise UsageError("a session connects once; create a new Session to connect again")
         supervisor = self._supervisor
+        initial = self.provider.prepare(self._with_tools(self._config))
+        check_config(initial, self.settings.max_config_bytes, "the configuration with its tools")
         body_done = False
         try:
             async with anyio.create_task_group() as tg:
@@ -152,7 +156,7 @@ class Session(Registration, Inspection, Commands):
                 supervisor.start(
                     group,
                     tg.cancel_scope,
-                    self.provider.prepare(self._with_tools(self._config)),
+                    initial,
                     history=self._initial,
                     tools=self._tools,
                     record=self._record,
@@ -215,6 +219,7 @@ class Session(Registration, Inspection, Commands):
         Raises:
             NotConnected: before ``connect()``.
             TypeError: ``config`` is not a ``SessionConfig`` (a ``UsageTypeError``).
+            ValueError: ``config`` with the tools is larger than ``settings.max_config_bytes``.
             ConfigError: a field the provider does not take (refused locally).
             UpdateRejected: the server would refuse it now (nothing is sent), refused it (``param``,
                 ``code``), or gave no answer in ``settings.response_timeout`` (``update_timeout``).
@@ -223,7 +228,9 @@ class Session(Registration, Inspection, Commands):
         conv, effects = self._live()
         if not isinstance(config, SessionConfig):
             raise UsageTypeError(f"update(): config must be a SessionConfig, got {type(config).__name__}")
-        out = conv.handle(cmd.Update(config=self.provider.prepare(self._with_tools(config))))  # raises first
+        prepared = self.provider.prepare(self._with_tools(config))
+        check_config(prepared, self.settings.max_config_bytes, "update()'s configuration with its tools")
+        out = conv.handle(cmd.Update(config=prepared))  # raises first
         self._config = config  # session.config is the core's: back to the old one if refused
         return await raw.acknowledged(self._dispatcher, effects, out, conv.pending_updates[-1], self._closed)
 

@@ -8,7 +8,7 @@ import attrs
 
 from engine.core.policy import CallPolicy
 from engine.core.reconnect import ReconnectPolicy
-from engine.protocol.text import DEFAULT_MAX_ITEM_BYTES
+from engine.protocol.text import DEFAULT_MAX_CONFIG_BYTES, DEFAULT_MAX_ITEM_BYTES
 from engine.transports.base import TransportSettings
 
 
@@ -58,6 +58,9 @@ class SessionSettings:
             reported (``tool_output_too_large``), a bigger ``send_text`` or history entry is a
             ``ValueError`` at the call. An item the server refuses would otherwise be replayed,
             and refused again, by every restore.
+        max_config_bytes: the largest ``session.update`` the session sends (its configuration
+            with the tools, as compact JSON; 512 KiB): a bigger one is a ``ValueError`` at
+            ``Session(...)``, ``connect()`` or ``update()``, before anything is sent.
     """
 
     transport: TransportSettings = TransportSettings()
@@ -77,6 +80,7 @@ class SessionSettings:
     call_policy: CallPolicy | None = None
     max_history_items: int | None = 500
     max_item_bytes: int = attrs.field(default=DEFAULT_MAX_ITEM_BYTES, validator=_positive)
+    max_config_bytes: int = attrs.field(default=DEFAULT_MAX_CONFIG_BYTES, validator=_positive)
     raw_events: bool = False
 
     @hold_policy.validator

@@ -126,3 +126,22 @@ def check_item(item: Any, limit: int, what: str = "item") -> None:
             f"{what} is {size} bytes as a conversation item, more than the {limit} the session "
             "sends (SessionSettings.max_item_bytes)"
         )
+
+
+DEFAULT_MAX_CONFIG_BYTES = 512 * 1024
+"""The largest ``session.update`` the session sends (its ``session`` object as compact JSON, UTF-8)."""
+
+
+def check_config(config: Any, limit: int, what: str = "the configuration") -> None:
+    """Raise ``ValueError`` if ``config`` (a SessionConfig, tools included) is too big to send.
+
+    A ``session.update`` the server refuses for its size would close the socket,
+    and every restore would send it again: so it is refused before it is sent.
+    """
+    size = json_size(config.to_wire())
+    if size > limit:
+        raise UsageValueError(
+            f"{what} is {size} bytes as a session.update, more than the {limit} the session "
+            "sends (SessionSettings.max_config_bytes): shorten the instructions or the tools"
+        )
+

@@ -430,6 +430,47 @@ def test_a_history_entry_that_cannot_be_sent_is_refused_at_construction(entry: d
         engine.Session(provider, history=[entry])
 
 
+HUGE_TEXT = "x" * (600 * 1024)  # instructions past the 512 KiB max_config_bytes
+
+
+def test_a_configuration_too_big_to_send_is_refused_at_construction() -> None:
+    """A session.update the server refuses for its size closes the socket, and a restore sends it again."""
+    provider = engine.Inworld(api_key="k", url="ws://127.0.0.1:9/session")
+    with pytest.raises(ValueError, match="max_config_bytes"):
+        engine.Session(provider, engine.SessionConfig(instructions=HUGE_TEXT))
+    settings = engine.SessionSettings(max_config_bytes=700 * 1024)
+    engine.Session(provider, engine.SessionConfig(instructions=HUGE_TEXT), settings=settings)  # allowed
+
+
+async def test_tools_that_make_the_configuration_too_big_are_refused_at_connect_before_dialling() -> None:
+    with anyio.fail_after(5):
+        async with running_peer() as peer:
+            session = make_session(peer)
+            schema = {"type": "object"}
+            tool = engine.Tool(name="huge", description=HUGE_TEXT, parameters=schema, handler=dict)
+            session.add_tool(tool)
+            with pytest.raises(ValueError, match="with its tools"):
+                async with session.connect():
+                    pass
+            assert peer.paths == []  # never dialled
+
+
+async def test_update_refuses_a_configuration_too_big_to_send_and_the_session_goes_on() -> None:
+    with anyio.fail_after(5):
+        async with running_peer() as peer:
+            session = make_session(peer)
+            async with session.connect():
+                await round_trip(session, peer)
+                before = len(peer.received)
+                with pytest.raises(ValueError, match="max_config_bytes"):
+                    await session.update(engine.SessionConfig(instructions=HUGE_TEXT))
+                assert len(peer.received) == before  # nothing sent
+                assert session.config.instructions == "be brief"
+                await session.send_text("still here?")
+                await session.wait_for(ResponseDone, timeout=3)
+    assert len(peer.paths) == 1
+
+
 def _deep(levels: int) -> list[Any]:
     value: list[Any] = []
     for _ in range(levels):
