@@ -262,11 +262,28 @@ def deploy(
 ) -> str:
     """Run the gateway on the connected Ray cluster (see :func:`engine.scale.cluster.connect`); its URL.
 
-    Starts Serve (its proxy on ``host:port``) if it is not running; options as
-    :func:`application`. Returns once every replica is ready.
+    Options as :func:`application`; returns once every replica is ready.
+    """
+    built = application(app, **options)
+    return run_application(built, name=name, host=host, port=port, route_prefix=route_prefix)
+
+
+def run_application(
+    built: Any, *, name: str = "engine", host: str = "127.0.0.1", port: int = 8000, route_prefix: str = "/"
+) -> str:
+    """``serve.run`` an :func:`application`, starting Serve (its proxy on ``host:port``) if it is not running.
+
+    Serve keeps the proxy's address of its first start: when it already runs
+    elsewhere on the cluster, the URL returned is where it really listens.
     """
     serve.start(http_options={"host": host, "port": port})
-    serve.run(application(app, **options), name=name, route_prefix=route_prefix)
+    serve.run(built, name=name, route_prefix=route_prefix)
+    try:
+        client = serve.context._get_global_client()
+        if client is not None:
+            host, port = client.http_config.host, client.http_config.port
+    except Exception:  # Ray's internals moved: report what was asked for
+        log.debug("cannot read Serve's HTTP options", exc_info=True)
     shown = f"[{host}]" if ":" in host else host
     return f"http://{shown}:{port}{route_prefix.rstrip('/')}"
 

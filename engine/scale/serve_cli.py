@@ -14,6 +14,7 @@ from its own environment (``INWORLD_API_KEY``/``OPENAI_API_KEY``), as it reads
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import sys
 from typing import Any, TextIO
@@ -76,7 +77,8 @@ async def run(args: argparse.Namespace, out: TextIO, *, stop: anyio.Event | None
     await anyio.to_thread.run_sync(lambda: cluster.connect(args.ray_address))
     stop = stop or anyio.Event()
     try:
-        url = await anyio.to_thread.run_sync(lambda: _run(application, args.host, args.port))
+        run = functools.partial(scale_serve.run_application, application, host=args.host, port=args.port)
+        url = await anyio.to_thread.run_sync(run)
         capacity = settings["capacity"]
         out.write(f"engine serve: listening on {url} (Ray Serve, {capacity} calls per replica)\n")
         out.flush()
@@ -93,12 +95,3 @@ async def run(args: argparse.Namespace, out: TextIO, *, stop: anyio.Event | None
     out.write("engine serve: drained, bye\n")
     out.flush()
     return 0
-
-
-def _run(application: Any, host: str, port: int) -> str:
-    from ray import serve
-
-    serve.start(http_options={"host": host, "port": port})
-    serve.run(application, name="engine", route_prefix="/")
-    shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{port}"
