@@ -19,12 +19,14 @@ import ray
 from engine.errors import UsageTypeError, UsageValueError
 from engine.scale.dispatcher import CallHandle, Dispatcher
 from engine.scale.spec import (
+    CallFailed,
     CallOutcome,
     CallRefused,
     CallSpec,
     Checkpointed,
     Endpoint,
     Event,
+    Failed,
     FailedOver,
     Finished,
     Placed,
@@ -189,6 +191,14 @@ async def test_bad_input_gets_a_specific_error(dispatcher: Dispatcher) -> None:
         await Dispatcher.start(hosts=0)
     with pytest.raises(UsageValueError, match="the host has no API key: set ENGINE_TEST_UNSET_KEY"):
         Endpoint(url="ws://127.0.0.1:1", key_env="ENGINE_TEST_UNSET_KEY").build()
+    # What only the host can find out fails the call, with the host's error.
+    keyless = Endpoint(url="ws://127.0.0.1:1", key_env="ENGINE_TEST_UNSET_KEY")
+    with anyio.fail_after(20):
+        handle = await dispatcher.submit(CallSpec(agent=AGENT, caller=caller, endpoint=keyless))
+        with pytest.raises(CallFailed, match="UsageValueError: the host has no API key"):
+            await handle.outcome()
+        kinds = [type(e) for e in await all_events(handle)]
+    assert kinds == [Placed, Failed]
 
 
 async def test_a_killed_host_fails_its_calls_over_from_their_checkpoints(ray_cluster: None) -> None:
