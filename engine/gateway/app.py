@@ -280,24 +280,42 @@ def _signed_request(
 
 
 def _public_url(url: Any, headers: Mapping[str, str]) -> str:
-    """The URL the carrier requested (and signed): the scheme a TLS proxy reports, else as received."""
-    forwarded = headers.get("x-forwarded-proto")
+    """The URL the carrier requested (and signed): the scheme and host a proxy reports, else as received.
+
+    Behind a TLS-terminating proxy or an ingress that rewrites ``Host``, the
+    carrier signed the public URL, which only ``X-Forwarded-Proto`` and
+    ``X-Forwarded-Host`` still carry (the first value of each when a chain of
+    proxies appended theirs). Trusting them is safe for the check: a forged
+    header cannot make a signature valid for a URL the carrier did not sign.
+    """
     text = str(url)
+    forwarded = _first(headers.get("x-forwarded-proto"))
     if forwarded:
-        scheme = forwarded.split(",")[0].strip()
+        scheme = forwarded
         if text.startswith(("ws:", "wss:")):
             scheme = "wss" if scheme in ("https", "wss") else "ws"
         text = scheme + text[text.index(":") :]
+    host = _first(headers.get("x-forwarded-host"))
+    if host:
+        scheme, _, rest = text.partition("://")
+        _, slash, path = rest.partition("/")
+        text = f"{scheme}://{host}{slash}{path}"
     return text
 
 
 def _stream_url(request: Request, carrier: str) -> str:
     """``wss://host/<carrier>/stream``; ``ws://`` only for plain http to a loopback address."""
-    host = request.headers.get("x-forwarded-host") or request.headers.get("host") or request.url.netloc
-    forwarded = request.headers.get("x-forwarded-proto")
+    headers = request.headers
+    host = _first(headers.get("x-forwarded-host")) or headers.get("host") or request.url.netloc
+    forwarded = _first(request.headers.get("x-forwarded-proto"))
     plain = (forwarded or request.url.scheme) == "http"
     scheme = "ws" if plain and _is_loopback(host) else "wss"
     return f"{scheme}://{host}/{carrier}/stream"
+
+
+def _first(value: str | None) -> str:
+    """The first value of a forwarded header a chain of proxies appended to (``a, b``)."""
+    return (value or "").split(",")[0].strip()
 
 
 def _is_loopback(host: str) -> bool:

@@ -109,6 +109,28 @@ async def test_a_bad_signature_is_refused_with_403(caplog: pytest.LogCaptureFixt
     assert TOKEN not in caplog.text and repr(served.gateway).find(TOKEN) == -1
 
 
+async def test_behind_a_proxy_the_signature_covers_the_public_url() -> None:
+    """An ingress that terminates TLS and rewrites Host: Twilio signed https://voice.example.com/..."""
+    with anyio.fail_after(10):
+        async with running_gateway(secrets={"twilio": TOKEN}) as served:
+            form = {"CallSid": "CA1"}
+            body = urlencode(form).encode()
+            public = "https://voice.example.com/twilio/voice"
+            proxied = {
+                "Content-Type": "application/x-www-form-urlencoded",
+                "X-Forwarded-Proto": "https",
+                "X-Forwarded-Host": "voice.example.com, internal-lb:8080",  # the first proxy's view
+                "X-Twilio-Signature": twilio_signature(public, form),
+            }
+            status, _, answer = await http(served.port, "POST", "/twilio/voice", body=body, headers=proxied)
+            assert status == 200
+            assert b"wss://voice.example.com/twilio/stream" in answer
+            # The same signature for the URL as this gateway received it is not the public URL's.
+            local = {**proxied, "X-Forwarded-Host": f"127.0.0.1:{served.port}"}
+            status, _, _ = await http(served.port, "POST", "/twilio/voice", body=body, headers=local)
+            assert status == 403
+
+
 async def test_admission_refuses_at_max_calls_at_once() -> None:
     with anyio.fail_after(10):
         async with running_gateway(max_calls=1) as served, phone_call(served) as first:
