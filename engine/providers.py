@@ -137,9 +137,13 @@ def _static(source: Secret | KeyFunction, key: Secret | None) -> Secret:
 
 
 def _join(url: str, query: dict[str, str]) -> str:
-    from urllib.parse import urlencode  # only when dialling
+    """``url`` with ``query`` set: a parameter the URL already has (a copied ``?key=...&protocol=``) is
+    replaced, never sent twice; the URL's other parameters are kept in their order."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit  # only when dialling
 
-    return f"{url}{'&' if '?' in url else '?'}{urlencode(query)}"
+    parts = urlsplit(url)
+    kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in query]
+    return urlunsplit(parts._replace(query=urlencode([*kept, *query.items()])))
 
 
 class Provider(Protocol):

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import anyio
 import pytest
@@ -179,3 +180,14 @@ async def test_what_a_callable_returns_is_checked() -> None:
     del root
     _url, headers = await dial(engine.OpenAI(api_key=lambda: engine.Secret("sk-fresh-0001")))
     assert headers == {"Authorization": "Bearer sk-fresh-0001"}
+
+
+def test_a_url_that_already_carries_the_query_gets_each_parameter_once() -> None:
+    """``Inworld(url=server.url())`` copies ``?key=...&protocol=realtime``: replaced, never repeated."""
+    copied = "ws://127.0.0.1:1/api/v1/realtime/session?key=old-session&protocol=realtime&region=eu"
+    url, _ = engine.Inworld(api_key="k-static-12345", url=copied).endpoint()
+    query = parse_qsl(urlsplit(url).query)
+    assert [k for k, _ in query].count("key") == 1 and [k for k, _ in query].count("protocol") == 1
+    assert dict(query)["key"] != "old-session" and ("region", "eu") in query  # fresh key, others kept
+    url, _ = engine.OpenAI(api_key="sk-x-12345678", url="ws://127.0.0.1:1/v1?model=old&x=1").endpoint()
+    assert parse_qsl(urlsplit(url).query) == [("x", "1"), ("model", "gpt-realtime-2.1")]
