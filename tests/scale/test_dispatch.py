@@ -203,7 +203,7 @@ async def test_bad_input_gets_a_specific_error(dispatcher: Dispatcher) -> None:
 
 async def test_a_killed_host_fails_its_calls_over_from_their_checkpoints(ray_cluster: None) -> None:
     """Six calls on three hosts of capacity 3; the first call's host dies while its calls run a tool."""
-    dispatcher = await Dispatcher.start(hosts=3, capacity=3, host_cpus=0, replace_dead=False)
+    dispatcher = await Dispatcher.start(hosts=3, capacity=3, host_cpus=0, replace_dead=True)
     try:
         with anyio.fail_after(60):
             async with LocalServer(pace=0, ping_interval=None).running() as server:
@@ -239,6 +239,9 @@ async def test_a_killed_host_fails_its_calls_over_from_their_checkpoints(ray_clu
                     for handle in handles:
                         tg.start_soon(follow, handle)
                 outcomes = [await handle.outcome() for handle in handles]
+                loads = await dispatcher.load()
+                while len(loads) < 3:  # the replacement host joins the pool once it is up
+                    loads = await dispatcher.load()
         stats = await dispatcher.stats()
     finally:
         await dispatcher.aclose()
@@ -264,3 +267,5 @@ async def test_a_killed_host_fails_its_calls_over_from_their_checkpoints(ray_clu
     assert stats.failed_over == 2 and stats.finished == 6
     (dead,) = [h for h in stats.hosts if not h.alive]
     assert dead.host == victim
+    assert sorted(load.host for load in loads) == sorted({*hosts, "host-3"} - {victim})
+    assert all(load.healthy for load in loads)
