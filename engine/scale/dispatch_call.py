@@ -239,6 +239,9 @@ class _Caller:
                 step = rate * 2 * FRAME_MS // 1000
                 for offset in range(0, len(pcm), step):
                     await self._session.send_audio(pcm[offset : offset + step])
+                if self._session.config.turn_detection is None:  # manual turns: the caller ends its own
+                    await self._session.commit_audio()
+                    await self._session.create_response()
             await self.answer()
 
     async def answer(self) -> None:
@@ -267,3 +270,4 @@ class _Caller:
                     progress.greeted = True
                 await self._report(progress.checkpoint(session.history))
                 return
+        raise RuntimeError(f"the session ended before the answer to turn {progress.sent}")

@@ -46,7 +46,11 @@ class Say:
 
 @attrs.frozen
 class Speak:
-    """An audio turn: ``seconds`` of the demo's synthetic speech (``engine.demo.speech``), then a commit."""
+    """An audio turn: ``seconds`` of the demo's synthetic speech (``engine.demo.speech``).
+
+    The server's VAD ends the turn; with manual turns (``turn_detection=None``) the caller
+    commits the audio and asks for the answer itself.
+    """
 
     seconds: float = attrs.field(converter=float)
 

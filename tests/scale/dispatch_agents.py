@@ -48,4 +48,9 @@ def weather() -> Agent:
     return agent
 
 
+def manual() -> Agent:
+    """An agent with manual turns (no VAD): the caller commits its own audio."""
+    return Agent(config=engine.SessionConfig(instructions="manual", turn_detection=None))
+
+
 not_an_agent = 42

@@ -116,6 +116,19 @@ async def test_a_call_resumed_between_turns_goes_on_with_the_next_turn() -> None
     assert server.connections[1].received_types.count("response.create") == 1  # only the caller's turn
 
 
+async def test_an_audio_turn_with_manual_turns_is_committed_by_the_caller() -> None:
+    with anyio.fail_after(10):
+        async with LocalServer(pace=0, ping_interval=None).running() as server:
+            call = CallSpec(
+                agent="tests.scale.dispatch_agents:manual",
+                caller=SimulatedCaller([Speak(0.4)]),
+                endpoint=Endpoint(url=server.url(), key_env=None),
+            )
+            _, last = await run(call)
+    assert last == "You said: [speech 1.40 s, normal]"  # the whole buffer: speech and its silences
+    assert server.connections[0].received_types.count("input_audio_buffer.commit") == 1
+
+
 def test_current_call_outside_a_call_is_a_lookup_error() -> None:
     with pytest.raises(LookupError):
         current_call()
