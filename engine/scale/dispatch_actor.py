@@ -43,7 +43,7 @@ ray = require_ray()
 log = logging.getLogger(__name__)
 
 POLL_S = 10.0
-"""A driver's wait for new events returns empty after this long (then it asks again)."""
+"""A driver's wait for events or an outcome returns empty after this long (then it asks again)."""
 KEEP_ENDED = 10_000
 """Ended calls whose events and outcome are kept (older ones are forgotten)."""
 LOAD_TIMEOUT_S = 2.0
@@ -113,6 +113,12 @@ class DispatchActor:
             self._slots.notify_all()
         log.info("host %s is up (capacity %d)", name, self._capacity)
 
+    async def _replacement(self) -> None:
+        try:
+            await self._new_host()
+        except Exception:
+            log.exception("a replacement host did not start; the pool is one host smaller")
+
     # ------------------------------------------------------------------ the driver's calls
 
     async def submit(self, spec: CallSpec, queue_timeout: float | None) -> str:
@@ -133,11 +139,12 @@ class DispatchActor:
                 await asyncio.wait_for(changed.wait(), wait)
         return call.events[since:]
 
-    async def outcome(self, call_id: str) -> Event:
-        """The call's last event (``Finished``, ``Refused`` or ``Failed``), once it comes."""
+    async def outcome(self, call_id: str, wait: float) -> Event | None:
+        """The call's last event (``Finished``, ``Refused``, ``Failed``); ``None`` if none within ``wait``."""
         call = self._known(call_id)
-        await call.done.wait()
-        return call.events[-1]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(call.done.wait(), wait)
+        return call.events[-1] if call.done.is_set() else None
 
     async def load(self) -> list[HostLoad]:
         """Every live host's load, asked of its monitor thread (an unreachable host says so)."""
@@ -216,7 +223,7 @@ class DispatchActor:
         ray.kill(host.actor)
         log.warning("host %s died or became unreachable; its calls fail over", host.name)
         if self._replace:
-            task = asyncio.get_running_loop().create_task(self._new_host())
+            task = asyncio.get_running_loop().create_task(self._replacement())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 

@@ -92,7 +92,9 @@ class CallHandle:
             CallRefused: no capacity before the deadline.
             CallFailed: the call failed (its agent raised, its hosts died too often, ...).
         """
-        last = await _get(self._actor.outcome.remote(self.call_id))
+        last = None
+        while last is None:  # asked again every POLL_S: under trio each wait holds a worker thread
+            last = await _get(self._actor.outcome.remote(self.call_id, POLL_S))
         if isinstance(last, Finished):
             return last.outcome
         if isinstance(last, Refused):

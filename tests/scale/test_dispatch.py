@@ -17,6 +17,7 @@ import pytest
 import ray
 
 from engine.errors import UsageTypeError, UsageValueError
+from engine.scale import dispatcher as dispatch_handle
 from engine.scale.dispatcher import CallHandle, Dispatcher
 from engine.scale.spec import (
     CallFailed,
@@ -124,7 +125,10 @@ async def test_a_burst_never_exceeds_any_hosts_capacity(dispatcher: Dispatcher) 
     assert greetings == calls and len(answered) == calls and set(answered.values()) == {1}
 
 
-async def test_a_call_waits_at_most_its_queue_timeout_then_is_refused(dispatcher: Dispatcher) -> None:
+async def test_a_call_waits_at_most_its_queue_timeout_then_is_refused(
+    dispatcher: Dispatcher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dispatch_handle, "POLL_S", 0.2)  # the 3 s calls outlast many long polls
     with anyio.fail_after(60):
         async with LocalServer(pace=0, ping_interval=None).running() as server:
             busy = [await dispatcher.submit(spec(server, tool_seconds="3")) for _ in range(3 * CAPACITY)]
