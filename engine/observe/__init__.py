@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from engine.core import events as ev
@@ -103,6 +104,7 @@ def instrument(
     call_id: str | None = None,
     traces: bool = True,
     metrics: bool = True,
+    attributes: Mapping[str, str] | None = None,
 ) -> Observer:
     """Trace and measure ``session`` (call before ``connect()``); returns its :class:`Observer`.
 
@@ -114,6 +116,8 @@ def instrument(
         call_id: the call's id, an attribute of the call span (default: the id set by
             :func:`~engine.observe.logs.call_context`, if any).
         traces, metrics: turn either off.
+        attributes: more attributes for the call span and every metric point (where the
+            call runs: ``{"engine.host": ...}`` on a dispatcher's call host).
 
     Raises:
         ImportError: ``opentelemetry-api`` is not installed (``pip install engine[otel]``).
@@ -128,7 +132,7 @@ def instrument(
     from engine.observe.traces import CallTrace
 
     system = session.provider.name
-    attributes: dict[str, Any] = {"gen_ai.system": system, "gen_ai.provider.name": system}
+    common: dict[str, Any] = {"gen_ai.system": system, "gen_ai.provider.name": system, **(attributes or {})}
     call_id = call_id if call_id is not None else current_call()[0]
 
     def clock() -> float:  # the session's loop clock, read on the first event (in the loop)
@@ -137,7 +141,7 @@ def instrument(
     trace = meters = None
     if traces:
         tracer = otel_trace.get_tracer("engine", tracer_provider=tracer_provider)
-        span_attributes = {**attributes, "gen_ai.operation.name": "realtime"}
+        span_attributes = {**common, "gen_ai.operation.name": "realtime"}
         if call_id is not None:
             span_attributes["engine.call.id"] = call_id
         trace = CallTrace(tracer, span_attributes, capture_text=capture_text, clock=clock)
@@ -146,7 +150,7 @@ def instrument(
             trace = None
     if metrics:
         meter = otel_metrics.get_meter("engine", meter_provider=meter_provider)
-        meters = CallMeters(instruments_of(meter), attributes)
+        meters = CallMeters(instruments_of(meter), common)
     observer = Observer(session, trace, meters)
     if (
         trace is not None

@@ -53,6 +53,7 @@ from engine.scale.spec import (
 log = logging.getLogger(__name__)
 
 Report = Callable[[Checkpoint], Awaitable[None]]
+Observe = Callable[[Session, CallContext], None]
 FRAME_MS = 20
 
 _EVENTS = (ev.ToolCall, ev.ToolResult, ev.TurnMetrics, ev.AudioOut)
@@ -91,32 +92,52 @@ class _Progress:
         )
 
 
-async def run_placed_call(
-    call_id: str, host: str, spec: CallSpec, checkpoint: Checkpoint | None, attempt: int, report: Report
-) -> CallOutcome:
-    """Run ``spec`` to its end (resuming from ``checkpoint`` if given); ``report`` gets each checkpoint.
+def observe_call(session: Session, call: CallContext, **providers: Any) -> None:
+    """OpenTelemetry for a placed call, labelled with its host (``engine.host``) and attempt.
 
-    Raises:
-        UnknownAgent: the spec's agent path names no Agent.
-        ValueError: no provider, here or on the agent; an endpoint key missing on this host.
-        SessionClosed, HandshakeError, TransportError: the session failed.
+    Nothing when ``opentelemetry-api`` is not installed; with no SDK configured, next to
+    nothing (``engine.observe``). ``providers``: ``tracer_provider``, ``meter_provider``.
     """
-    token = _CURRENT.set(CallContext(call_id=call_id, host=host, attempt=attempt, metadata=spec.metadata))
     try:
-        with call_context(call_id, host=host, attempt=str(attempt)):  # every log record names both
-            return await _run(call_id, host, spec, checkpoint, attempt, report)
-    finally:
-        _CURRENT.reset(token)
+        from engine.observe import instrument
+
+        attributes = {"engine.host": call.host, "engine.call.attempt": str(call.attempt)}
+        instrument(session, call_id=call.call_id, attributes=attributes, **providers)
+    except ImportError:
+        return
 
 
-async def _run(
+async def run_placed_call(
     call_id: str,
     host: str,
     spec: CallSpec,
     checkpoint: Checkpoint | None,
     attempt: int,
     report: Report,
+    observe: Observe = observe_call,
 ) -> CallOutcome:
+    """Run ``spec`` to its end (resuming from ``checkpoint`` if given); ``report`` gets each checkpoint.
+
+    ``observe(session, call)`` runs before the session connects (default: :func:`observe_call`).
+
+    Raises:
+        UnknownAgent: the spec's agent path names no Agent.
+        ValueError: no provider, here or on the agent; an endpoint key missing on this host.
+        SessionClosed, HandshakeError, TransportError: the session failed.
+    """
+    context = CallContext(call_id=call_id, host=host, attempt=attempt, metadata=spec.metadata)
+    token = _CURRENT.set(context)
+    try:
+        with call_context(call_id, host=host, attempt=str(attempt)):  # every log record names both
+            return await _run(context, spec, checkpoint, report, observe)
+    finally:
+        _CURRENT.reset(token)
+
+
+async def _run(
+    context: CallContext, spec: CallSpec, checkpoint: Checkpoint | None, report: Report, observe: Observe
+) -> CallOutcome:
+    attempt = context.attempt
     agent = resolve_agent(spec.agent)
     provider = spec.endpoint.build() if spec.endpoint is not None else agent.provider
     progress = _Progress.of(checkpoint)
@@ -134,6 +155,7 @@ async def _run(
         source = copy.copy(agent)
         source.history = (*items, Item.system_text(RESUME_NOTE, id=f"item_{prefix}note"))
     session = source.session(provider=provider)
+    observe(session, context)
     call = _Caller(session, progress, report, spec.caller.turns)
     async with session.connect():
         if (checkpoint is None and agent.greet) or (checkpoint is not None and _owes_answer(agent, progress)):
@@ -146,8 +168,8 @@ async def _run(
             if i.type == "message" and i.role != "system" and i.text
         )
     return CallOutcome(
-        call_id=call_id,
-        host=host,
+        call_id=context.call_id,
+        host=context.host,
         end_reason="completed",
         transcript=transcript,
         turns=tuple(progress.turns),

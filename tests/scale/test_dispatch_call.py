@@ -8,13 +8,19 @@ going on from the caller's position).
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import anyio
 import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from engine.observe.logs import CallFilter
-from engine.scale.dispatch_call import run_placed_call
+from engine.scale.dispatch_call import observe_call, run_placed_call
 from engine.scale.spec import CallSpec, Checkpoint, Endpoint, SimulatedCaller, Speak, current_call
 from engine.server import LocalServer
 from tests.scale.dispatch_agents import GREETING
@@ -127,6 +133,37 @@ async def test_an_audio_turn_with_manual_turns_is_committed_by_the_caller() -> N
             _, last = await run(call)
     assert last == "You said: [speech 1.40 s, normal]"  # the whole buffer: speech and its silences
     assert server.connections[0].received_types.count("input_audio_buffer.commit") == 1
+
+
+async def test_a_placed_calls_spans_and_metrics_name_its_host() -> None:
+    exporter, reader = InMemorySpanExporter(), InMemoryMetricReader()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    meter_provider = MeterProvider(metric_readers=[reader])
+    observe = functools.partial(observe_call, tracer_provider=tracer_provider, meter_provider=meter_provider)
+    with anyio.fail_after(10):
+        async with LocalServer(pace=0, ping_interval=None).running() as server:
+            call = spec(server, "weather in Oslo?")
+            await run_placed_call("call_x", "host-x", call, None, 2, _ignore, observe)
+    (span,) = [s for s in exporter.get_finished_spans() if s.attributes and "engine.call.id" in s.attributes]
+    assert span.attributes is not None
+    assert (span.attributes["engine.call.id"], span.attributes["engine.host"]) == ("call_x", "host-x")
+    data = reader.get_metrics_data()
+    assert data is not None
+    points = [
+        (metric.name, dict(point.attributes or {}))
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        for point in metric.data.data_points
+    ]
+    names = {name for name, _ in points}
+    assert {"engine.turn.duration", "engine.tool.calls"} <= names, names
+    assert all(a["engine.host"] == "host-x" and a["engine.call.attempt"] == "2" for _, a in points)
+
+
+async def _ignore(point: Checkpoint) -> None:
+    pass
 
 
 def test_current_call_outside_a_call_is_a_lookup_error() -> None:
