@@ -108,6 +108,7 @@ class Dispatcher:
 
     def __init__(self, actor: Any) -> None:
         self._actor = actor
+        self._agents: set[str] = set()  # agent paths already resolved here
 
     @classmethod
     async def start(
@@ -146,13 +147,16 @@ class Dispatcher:
         Raises:
             TypeError: ``spec`` is not a ``CallSpec`` (a ``UsageTypeError``).
             ValueError: a negative ``queue_timeout`` (a ``UsageValueError``).
-            UnknownAgent: its agent path names no Agent here (checked before anything is placed).
+            UnknownAgent: its agent path names no Agent here (checked once per path, before
+                anything is placed; the hosts resolve it again, calling a factory for every call).
         """
         if not isinstance(spec, CallSpec):
             raise UsageTypeError(f"submit takes a CallSpec, got {type(spec).__name__}")
         if queue_timeout is not None and queue_timeout < 0:
             raise UsageValueError(f"queue_timeout must be >= 0, got {queue_timeout}")
-        resolve_agent(spec.agent)
+        if spec.agent not in self._agents:
+            resolve_agent(spec.agent)
+            self._agents.add(spec.agent)
         call_id: str = await _get(self._actor.submit.remote(spec, queue_timeout))
         return CallHandle(self._actor, call_id)
 
