@@ -21,7 +21,18 @@ from typing import Any
 
 from benchmarks import report
 
-ORDER = ("imports", "ingest", "observe", "audio_in", "barge_in", "memory", "calls", "phone", "placement")
+ORDER = (
+    "imports",
+    "ingest",
+    "observe",
+    "audio_in",
+    "barge_in",
+    "memory",
+    "calls",
+    "phone",
+    "placement",
+    "serve_hop",
+)
 MARKER = "BENCHMARK-FIGURES "
 ROOT = Path(__file__).resolve().parent.parent
 
