@@ -258,25 +258,36 @@ def deploy(
     host: str = "127.0.0.1",
     port: int = 8000,
     route_prefix: str = "/",
+    proxy_location: str | None = None,
     **options: Any,
 ) -> str:
     """Run the gateway on the connected Ray cluster (see :func:`engine.scale.cluster.connect`); its URL.
 
     Options as :func:`application`; returns once every replica is ready.
+    ``proxy_location``: Serve's (``"EveryNode"`` by default, ``"HeadOnly"``:
+    one proxy, so one router balances every call; used when Serve starts).
     """
     built = application(app, **options)
-    return run_application(built, name=name, host=host, port=port, route_prefix=route_prefix)
+    return run_application(
+        built, name=name, host=host, port=port, route_prefix=route_prefix, proxy_location=proxy_location
+    )
 
 
 def run_application(
-    built: Any, *, name: str = "engine", host: str = "127.0.0.1", port: int = 8000, route_prefix: str = "/"
+    built: Any,
+    *,
+    name: str = "engine",
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    route_prefix: str = "/",
+    proxy_location: str | None = None,
 ) -> str:
     """``serve.run`` an :func:`application`, starting Serve (its proxy on ``host:port``) if it is not running.
 
     Serve keeps the proxy's address of its first start: when it already runs
     elsewhere on the cluster, the URL returned is where it really listens.
     """
-    serve.start(http_options={"host": host, "port": port})
+    serve.start(http_options={"host": host, "port": port}, proxy_location=proxy_location)
     serve.run(built, name=name, route_prefix=route_prefix)
     try:
         client = serve.context._get_global_client()
