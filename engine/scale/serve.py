@@ -146,9 +146,14 @@ class GatewayReplica:
         started: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
         async def run() -> None:
-            async with LocalServer(ping_interval=None).running() as server:
-                started.set_result(server.url())
-                await self._stop_server.wait()
+            try:
+                async with LocalServer(ping_interval=None).running() as server:
+                    started.set_result(server.url())
+                    await self._stop_server.wait()
+            except Exception as exc:
+                if not started.done():
+                    started.set_exception(exc)
+                raise
 
         self._tasks.append(asyncio.get_running_loop().create_task(run()))
         url = await started

@@ -55,7 +55,7 @@ def options(args: argparse.Namespace) -> dict[str, Any]:
 
 async def run(args: argparse.Namespace, out: TextIO, *, stop: anyio.Event | None = None) -> int:
     """``engine serve --ray`` until SIGTERM/SIGINT (or ``stop``); the exit status."""
-    from engine.gateway.serve import _on_signals, load_agent
+    from engine.gateway.serve import _on_signals, load_agent, provider_from_env
 
     try:
         from engine.scale import cluster
@@ -68,6 +68,8 @@ async def run(args: argparse.Namespace, out: TextIO, *, stop: anyio.Event | None
     try:
         if args.app:
             load_agent(args.app)  # fail here, with the reason, rather than on every replica
+        if args.url and args.ray_address is None:
+            provider_from_env(args.provider, args.url)  # a local cluster's replicas inherit this environment
         settings = options(args)
         application = scale_serve.application(args.app, **settings)
     except (ValueError, TypeError) as exc:
@@ -78,7 +80,11 @@ async def run(args: argparse.Namespace, out: TextIO, *, stop: anyio.Event | None
     stop = stop or anyio.Event()
     try:
         run = functools.partial(scale_serve.run_application, application, host=args.host, port=args.port)
-        url = await anyio.to_thread.run_sync(run)
+        try:
+            url = await anyio.to_thread.run_sync(run)
+        except Exception as exc:  # the replicas failed to start: Serve's message names the cause
+            sys.stderr.write(f"engine serve: the Serve application did not start: {exc}\n")
+            return 2
         capacity = settings["capacity"]
         out.write(f"engine serve: listening on {url} (Ray Serve, {capacity} calls per replica)\n")
         out.flush()

@@ -78,3 +78,17 @@ async def test_serve_ray_serves_a_call_then_drains_it_on_stop(serve_stops: None)
             assert isinstance(phone.closed, engine.ConnectionClosed) and phone.closed.code == 1000
     assert status == [0]
     assert out.getvalue().endswith("engine serve: drained, bye\n")
+
+
+def test_serve_ray_refuses_bad_options_before_starting_ray(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from engine.cli import main
+
+    monkeypatch.delenv("INWORLD_API_KEY", raising=False)
+    assert main(["serve", "--ray", "--url", "wss://example.invalid/realtime"]) == 2
+    assert "INWORLD_API_KEY" in capsys.readouterr().err  # a local cluster's replicas would lack it too
+    assert main(["serve", "--ray", "--capacity", "0"]) == 2
+    assert "capacity must be at least 1, got 0" in capsys.readouterr().err
+    assert main(["serve", "--ray", "--min-replicas", "3", "--max-replicas", "2"]) == 2
+    assert "max_replicas must be at least" in capsys.readouterr().err
