@@ -16,16 +16,19 @@ up. Waves of concurrent calls follow one another.
 
 Figures:
 
-* **Turn round trip**: from the last speech frame sent to the answer's first
+* **Turn round trip** (4 concurrent calls: the hop, not the machine's
+  contention): from the last speech frame sent to the answer's first
   ``media`` frame received (p50, p99). It holds the server's silence window
   and its answer, the same for both paths, plus one frame up and one frame
   down through each gateway; the difference between the two paths is what
   the Serve hop adds to a frame in each direction (``extra.added_ms``, half
   of it per direction in ``extra.added_per_frame_ms``).
-* **CPU per call**: CPU seconds per call-second over the turns, of every
-  process the path uses: the plain gateway's process, or every Ray process
-  of the local cluster (raylet, GCS, Serve's controller and proxy, the
-  replica: ``extra.split`` shows which). Ratio against the plain gateway.
+* **CPU per call** (20 concurrent calls): CPU seconds per call-second over
+  the turns, of every process the path uses: the plain gateway's process,
+  or every Ray process of the local cluster (raylet, GCS, Serve's controller
+  and proxy, the replica: ``extra.split_pct_core``). Ratio against the plain
+  gateway. ``extra.added_p50_ms_at_this_load``: the round trip's added p50
+  at this load (on 2 cores the Serve path then competes for the CPU).
 
 No target: the issue sets none. ``BACKENDS``: asyncio (Ray runs asyncio).
 """
@@ -159,18 +162,25 @@ async def _calls(url: str, calls: int, turns: int, cpu: Any) -> Measured:
     return [t for c in callers for t in c.round_trips], seconds, used, unanswered
 
 
-def _plain(server: Server, calls: int, turns: int) -> Measured:
+Phases = list[tuple[int, int]]
+"""(concurrent calls, waves) of each measuring phase, run in order on the same gateway."""
+
+
+async def _phases(url: str, phases: Phases, cpu: Any) -> list[Measured]:
+    return [await _calls(url, calls, waves, cpu) for calls, waves in phases]
+
+
+def _plain(server: Server, phases: Phases) -> list[Measured]:
     command = [sys.executable, "-m", "engine", "serve", "--backend", "asyncio", "--port", "0"]
-    command += ["--url", server.url(), "--max-calls", str(calls + 4)]
+    command += ["--url", server.url(), "--max-calls", str(max(c for c, _ in phases) + 4)]
     env = {**os.environ, "INWORLD_API_KEY": KEY}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
     try:
         assert process.stdout is not None
         line = process.stdout.readline()
         port = int(line.split("127.0.0.1:")[1].split()[0])
-        return anyio.run(
-            _calls, f"ws://127.0.0.1:{port}", calls, turns, lambda: {"gateway": cpu_seconds_of(process.pid)}
-        )
+        url = f"ws://127.0.0.1:{port}"
+        return anyio.run(_phases, url, phases, lambda: {"gateway": cpu_seconds_of(process.pid)})
     finally:
         process.terminate()
         process.wait(15)
@@ -205,7 +215,7 @@ def _ray_processes() -> dict[str, float]:
     return totals
 
 
-def _serve(server: Server, calls: int, turns: int) -> Measured:
+def _serve(server: Server, phases: Phases) -> list[Measured]:
     from ray import serve
 
     from engine.scale import cluster
@@ -214,22 +224,24 @@ def _serve(server: Server, calls: int, turns: int) -> Measured:
     os.environ["INWORLD_API_KEY"] = KEY  # the local cluster's replicas inherit it (read on each dial)
     cluster.connect(num_cpus=2)
     try:
-        url = deploy(port=free_port(), url=server.url(), capacity=calls + 4, drain_timeout=1.0)
-        return anyio.run(_calls, url.replace("http://", "ws://"), calls, turns, _ray_processes)
+        capacity = max(c for c, _ in phases) + 4
+        url = deploy(port=free_port(), url=server.url(), capacity=capacity, drain_timeout=1.0)
+        return anyio.run(_phases, url.replace("http://", "ws://"), phases, _ray_processes)
     finally:
         serve.shutdown()  # type: ignore[no-untyped-call]
         cluster.disconnect()
 
 
 def run(backend: str, quick: bool) -> list[Figure]:
-    calls, turns = (3, 2) if quick else (20, 5)
+    # Latency at a light load (the hop itself), CPU at a heavier one (per call, amortised).
+    light, heavy = ((2, 2), (4, 1)) if quick else ((4, 12), (20, 3))
     with local_server(pace=0) as server:
-        plain_trips, plain_seconds, plain_cpu, plain_lost = _plain(server, calls, turns)
-        serve_trips, serve_seconds, serve_cpu, serve_lost = _serve(server, calls, turns)
-    plain, hop = distribution_ms(plain_trips), distribution_ms(serve_trips)
+        plain = _plain(server, [light, heavy])
+        served = _serve(server, [light, heavy])
     figures = []
+    direct, hop = distribution_ms(plain[0][0]), distribution_ms(served[0][0])
     for q in ("p50_ms", "p99_ms"):
-        added = hop[q] - plain[q]
+        added = hop[q] - direct[q]
         figures.append(
             Figure(
                 benchmark=NAME,
@@ -237,20 +249,24 @@ def run(backend: str, quick: bool) -> list[Figure]:
                 metric=f"turn round trip through Serve, {q[:3]}",
                 unit="ms",
                 engine=hop[q],
-                floor=plain[q],
-                ratio=ratio(hop[q], plain[q]),
+                floor=direct[q],
+                ratio=ratio(hop[q], direct[q]),
                 extra={
-                    "calls": calls,
+                    "concurrent_calls": light[0],
                     "turns": hop["count"],
                     "added_ms": added,
                     "added_per_frame_ms": added / 2,
-                    "unanswered": {"plain": plain_lost, "serve": serve_lost},
+                    "unanswered": {"plain": plain[0][3], "serve": served[0][3]},
                 },
             )
         )
+    calls = heavy[0]
+    _, plain_seconds, plain_cpu, _ = plain[1]
+    trips, serve_seconds, serve_cpu, _ = served[1]
     plain_per_call = sum(plain_cpu.values()) / (calls * plain_seconds)
     serve_per_call = sum(serve_cpu.values()) / (calls * serve_seconds)
-    split = {k: v / (calls * serve_seconds) for k, v in serve_cpu.items()}
+    split = {k: v / (calls * serve_seconds) * 100 for k, v in serve_cpu.items()}
+    loaded = distribution_ms(trips)["p50_ms"] - distribution_ms(plain[1][0])["p50_ms"]
     figures.append(
         Figure(
             benchmark=NAME,
@@ -260,7 +276,7 @@ def run(backend: str, quick: bool) -> list[Figure]:
             engine=serve_per_call * 100,
             floor=plain_per_call * 100,
             ratio=ratio(serve_per_call, plain_per_call),
-            extra={"calls": calls, "split_pct_core": {k: v * 100 for k, v in split.items()}},
+            extra={"concurrent_calls": calls, "split_pct_core": split, "added_p50_ms_at_this_load": loaded},
         )
     )
     return figures
