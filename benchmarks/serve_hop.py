@@ -166,13 +166,18 @@ Phases = list[tuple[int, int]]
 """(concurrent calls, waves) of each measuring phase, run in order on the same gateway."""
 
 
+def _capacity(phases: Phases) -> int:
+    """Room for a wave while the previous one's calls are still ending."""
+    return 2 * max(calls for calls, _ in phases) + 4
+
+
 async def _phases(url: str, phases: Phases, cpu: Any) -> list[Measured]:
     return [await _calls(url, calls, waves, cpu) for calls, waves in phases]
 
 
 def _plain(server: Server, phases: Phases) -> list[Measured]:
     command = [sys.executable, "-m", "engine", "serve", "--backend", "asyncio", "--port", "0"]
-    command += ["--url", server.url(), "--max-calls", str(max(c for c, _ in phases) + 4)]
+    command += ["--url", server.url(), "--max-calls", str(_capacity(phases))]
     env = {**os.environ, "INWORLD_API_KEY": KEY}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
     try:
@@ -224,8 +229,7 @@ def _serve(server: Server, phases: Phases) -> list[Measured]:
     os.environ["INWORLD_API_KEY"] = KEY  # the local cluster's replicas inherit it (read on each dial)
     cluster.connect(num_cpus=2)
     try:
-        capacity = max(c for c, _ in phases) + 4
-        url = deploy(port=free_port(), url=server.url(), capacity=capacity, drain_timeout=1.0)
+        url = deploy(port=free_port(), url=server.url(), capacity=_capacity(phases), drain_timeout=1.0)
         return anyio.run(_phases, url.replace("http://", "ws://"), phases, _ray_processes)
     finally:
         serve.shutdown()  # type: ignore[no-untyped-call]
