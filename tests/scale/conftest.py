@@ -30,9 +30,13 @@ def require_ray() -> None:
         pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def ray_cluster() -> Iterator[None]:
-    """A local Ray cluster for the whole session, stopped at the end."""
+    """A local Ray cluster for the tests of tests/scale, stopped after the last of them.
+
+    Package scope, not session: Ray's processes must not stay up (and take CPU)
+    through the rest of the suite, the benchmarks' quick run among it.
+    """
     require_ray()
     from engine.scale import cluster
 
