@@ -69,6 +69,9 @@ from engine.transports.urls import redact_url
 
 log = logging.getLogger(__name__)
 
+POLICY_END = "call ended by policy: "
+"""How ``Closed.reason`` starts when a call policy ended the call (a normal end, no error)."""
+
 _CONNECTING, _ROLLOVER_DUE, _ROLLING_OVER, _RECONNECTING = (
     Lifecycle.CONNECTING.value,
     Lifecycle.ROLLOVER_DUE.value,
@@ -324,7 +327,7 @@ class Supervisor:
     def on_hangup(self, reason: str) -> None:
         """A call policy ended the call: close the session normally, saying which policy."""
         if self._group is not None and not self.lifecycle.ending:
-            self._group.start_soon(self.shutdown, f"call ended by policy: {reason}")
+            self._group.start_soon(self.shutdown, f"{POLICY_END}{reason}")
 
     async def on_rollover_due(self) -> None:
         """``max_session_duration`` elapsed: roll over at the next turn boundary (now, if between turns)."""

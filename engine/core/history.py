@@ -148,7 +148,7 @@ class History:
         """The conversation as items a fresh server accepts (text only: GA cannot create audio)."""
         out: list[Item] = []
         for item in self._items.values():
-            restored = _restorable(item)
+            restored = restorable(item)
             if restored is not None:
                 out.append(restored)
         return out
@@ -167,7 +167,13 @@ class History:
         self.cut_text(item_id, text[:keep].rstrip())
 
 
-def _restorable(item: Item) -> Item | None:
+def restorable(item: Item) -> Item | None:
+    """``item`` as a fresh server can take it back on a restore, or ``None`` when it cannot be restored.
+
+    Text stays; audio is restored by its transcript (a server cannot create
+    audio items); an empty message is dropped. The reconnect restore and a
+    placed call resumed on another host (engine.scale) both use it.
+    """
     item_id = None if (item.id or "").startswith("local_") else item.id
     if item.type == "message":
         text = item.text

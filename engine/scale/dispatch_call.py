@@ -25,11 +25,12 @@ import attrs
 
 from engine.actors.group import ActorGroup
 from engine.actors.session import Session
+from engine.actors.supervisor import POLICY_END
 from engine.actors.tool_runner import ToolRunner
 from engine.core import events as ev
 from engine.core.conversation import CoreOptions
 from engine.core.effects import StartTool
-from engine.core.history import _restorable as restorable  # the reconnect restore's own conversion
+from engine.core.history import restorable  # the reconnect restore's own conversion
 from engine.core.restore import RESUME_NOTE
 from engine.demo import speech
 from engine.gateway.agent import Agent
@@ -56,7 +57,15 @@ Report = Callable[[Checkpoint], Awaitable[None]]
 Observe = Callable[[Session, CallContext], None]
 FRAME_MS = 20
 
-_EVENTS = (ev.ToolCall, ev.ToolResult, ev.TurnMetrics, ev.AudioOut)
+_EVENTS = (ev.ToolCall, ev.ToolResult, ev.TurnMetrics, ev.AudioOut, ev.Closed)
+
+
+class _Ended(Exception):
+    """The agent's side ended the call by itself (a call policy: ``end_call``, idle, maximum length)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 @attrs.define
@@ -157,11 +166,17 @@ async def _run(
     session = source.session(provider=provider)
     observe(session, context)
     call = _Caller(session, progress, report, spec.caller.turns)
+    end_reason = "completed"
     async with session.connect():
-        if (checkpoint is None and agent.greet) or (checkpoint is not None and _owes_answer(agent, progress)):
-            await session.create_response()
-            await call.answer()
-        await call.speak()
+        try:
+            if (checkpoint is None and agent.greet) or (
+                checkpoint is not None and _owes_answer(agent, progress)
+            ):
+                await session.create_response()
+                await call.answer()
+            await call.speak()
+        except _Ended as ended:  # a normal end, before the script's: the rest is not spoken
+            end_reason = ended.reason
         transcript = tuple(
             (i.role or "?", i.text)
             for i in session.history
@@ -170,7 +185,7 @@ async def _run(
     return CallOutcome(
         call_id=context.call_id,
         host=context.host,
-        end_reason="completed",
+        end_reason=end_reason,
         transcript=transcript,
         turns=tuple(progress.turns),
         tool_calls=progress.tool_calls,
@@ -278,6 +293,10 @@ class _Caller:
             elif isinstance(event, ev.ToolResult):
                 progress.tool_calls += 1
                 await self._report(progress.checkpoint(session.history))
+            elif isinstance(event, ev.Closed):
+                if event.error is None and event.reason.startswith(POLICY_END):
+                    raise _Ended(event.reason)
+                break  # failed or closed from outside: said below
             elif isinstance(event, ev.TurnMetrics):
                 # An instant speaker: everything received was heard (or the next turn is a barge-in).
                 for item_id, ms in played.items():

@@ -54,3 +54,10 @@ def manual() -> Agent:
 
 
 not_an_agent = 42
+
+
+def hangs_up() -> Agent:
+    """An agent that may end the call itself (the built-in ``end_call`` tool of the call policy)."""
+    policy = engine.CallPolicy(end_call=True, drain_margin=0.2)
+    settings = engine.SessionSettings(call_policy=policy, close_timeout=1)
+    return Agent(config=engine.SessionConfig(instructions="hangs up"), settings=settings)

@@ -169,3 +169,24 @@ async def _ignore(point: Checkpoint) -> None:
 def test_current_call_outside_a_call_is_a_lookup_error() -> None:
     with pytest.raises(LookupError):
         current_call()
+
+
+async def test_a_call_the_agent_ends_by_policy_is_finished_with_that_reason_not_failed() -> None:
+    """The agent's ``end_call`` ends the call mid-script: a normal end, and the rest is not spoken."""
+    with anyio.fail_after(10):
+        async with LocalServer(pace=0, ping_interval=None).running() as server:
+            call = CallSpec(
+                agent="tests.scale.dispatch_agents:hangs_up",
+                caller=SimulatedCaller(["please end the call", "are you still there?"]),
+                endpoint=Endpoint(url=server.url(), key_env=None),
+            )
+
+            async def report(point: Checkpoint) -> None:
+                pass
+
+            outcome = await run_placed_call("call_x", "host-x", call, None, 0, report)
+            (connection,) = server.connections
+            said = [p.text for i in connection.conversation.items if i.role == "user" for p in i.content]
+    assert outcome.end_reason == "call ended by policy: end_call"
+    assert said == ["please end the call"]  # the second turn was never spoken
+    assert outcome.tool_calls == 1
