@@ -238,7 +238,7 @@ def _serve(server: Server, phases: Phases) -> list[Measured]:
 
 def run(backend: str, quick: bool) -> list[Figure]:
     # Latency at a light load (the hop itself), CPU at a heavier one (per call, amortised).
-    light, heavy = ((2, 2), (4, 1)) if quick else ((4, 12), (20, 3))
+    light, heavy = ((2, 1), (3, 1)) if quick else ((4, 12), (20, 3))
     with local_server(pace=0) as server:
         plain = _plain(server, [light, heavy])
         served = _serve(server, [light, heavy])

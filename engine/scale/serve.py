@@ -96,7 +96,7 @@ class GatewayReplica:
         self.gateway: Any = None
         self.replica = "-"
         self._tasks: list[asyncio.Task[None]] = []
-        self._stop_server = anyio.Event()
+        self._stop_server: anyio.Event | None = None
 
     async def __serve_build_asgi_app__(self) -> Any:
         """Serve's hook (after the constructor): the replica's ASGI app, a Gateway."""
@@ -144,12 +144,13 @@ class GatewayReplica:
         from engine.server import LocalServer
 
         started: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        stop = self._stop_server = anyio.Event()  # on the loop the replica serves requests on
 
         async def run() -> None:
             try:
                 async with LocalServer(ping_interval=None).running() as server:
                     started.set_result(server.url())
-                    await self._stop_server.wait()
+                    await stop.wait()
             except Exception as exc:
                 if not started.done():
                     started.set_exception(exc)
@@ -164,7 +165,8 @@ class GatewayReplica:
         """Serve's destructor (after the drain): end what is left, stop the embedded server."""
         if self.gateway is not None:
             await self.gateway.shutdown(0)
-        self._stop_server.set()
+        if self._stop_server is not None:
+            self._stop_server.set()
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
