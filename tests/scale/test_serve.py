@@ -250,5 +250,31 @@ def test_keys_stay_out_of_ray_and_a_provider_holding_its_key_is_refused(deployed
     client = serve.context._get_global_client()
     assert KEY not in repr(client.get_serve_details())
     logs = Path(ray._private.worker._global_node.get_logs_dir_path())
-    leaked = [p.name for p in logs.rglob("*") if p.is_file() and KEY.encode() in p.read_bytes()]
-    assert leaked == []
+    texts = {p.name: p.read_bytes() for p in logs.rglob("*") if p.is_file()}
+    assert [name for name, text in texts.items() if KEY.encode() in text] == []
+    # The replicas' own log lines were written, each saying which replica wrote it.
+    lines = [line for text in texts.values() for line in text.splitlines() if b"call started id=" in line]
+    assert lines and all(b"engine.gateway.calls replica=" in line for line in lines)
+
+
+def test_the_deployment_maps_capacity_drain_and_autoscaling_to_serve() -> None:
+    from engine.scale.serve import DEFAULT_HEADROOM, WAIT_LOOP_S, application
+
+    fixed = application(capacity=5, replicas=3, drain_timeout=3)._bound_deployment._deployment_config
+    assert fixed.num_replicas == 3 and fixed.autoscaling_config is None
+    # Serve never holds a call back while the gateway has room: the gateway refuses at its cap.
+    assert fixed.max_ongoing_requests == 5 + DEFAULT_HEADROOM
+    assert fixed.max_queued_requests == 5
+    # Serve's kill comes after the drain timeout and the calls' clean closing.
+    assert fixed.graceful_shutdown_timeout_s > 3 + 1.0 + 2 * WAIT_LOOP_S
+    assert fixed.request_router_config.request_router_class == "engine.scale.router:LeastInFlightRouter"
+    scaled = application(capacity=10, min_replicas=2, max_replicas=6)._bound_deployment._deployment_config
+    auto = scaled.autoscaling_config
+    assert (auto.min_replicas, auto.max_replicas, auto.target_ongoing_requests) == (2, 6, 7.0)
+    for bad, message in [
+        ({"capacity": 0}, "capacity must be at least 1"),
+        ({"min_replicas": 3, "max_replicas": 2}, "max_replicas must be at least"),
+        ({"drain_timeout": -1}, "drain_timeout must be >= 0"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            application(**bad)
