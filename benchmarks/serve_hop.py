@@ -83,11 +83,14 @@ class Caller:
         self.last_media = 0.0
         self._answered = anyio.Event()
         self._waiting = False
+        self._chunk = 0
+        self._sequence = 0
 
     async def run(self, turns: int, speech_frames: list[str], silence: str, warmup: float) -> None:
         await self._send({"event": "connected", "protocol": "Call", "version": "1.0.0"})
         fmt = {"encoding": "audio/x-mulaw", "sampleRate": RATE, "channels": 1}
         start = {"streamSid": self.sid, "callSid": "CA" + self.sid, "accountSid": "AChop", "mediaFormat": fmt}
+        start["tracks"] = ["inbound"]
         await self._send(
             {"event": "start", "start": {**start, "customParameters": {}}, "streamSid": self.sid}
         )
@@ -108,18 +111,29 @@ class Caller:
                 self.round_trips.append(self._answered_at - spoken)
                 while time.perf_counter() - self.last_media < 0.3:  # the answer is still coming
                     due = await self._pace(due, [silence])
-            await self._send({"event": "stop", "streamSid": self.sid})
+            stop = {"accountSid": "AChop", "callSid": "CA" + self.sid}
+            await self._send({"event": "stop", "streamSid": self.sid, "stop": stop})
             tg.cancel_scope.cancel()
 
     async def _pace(self, due: float, payloads: list[str]) -> float:
         for payload in payloads:
-            media = {"track": "inbound", "payload": payload}
+            self._chunk += 1  # every field Twilio sends: the gateway's fast path reads them
+            timestamp = str((self._chunk - 1) * 20)
+            media = {
+                "track": "inbound",
+                "chunk": str(self._chunk),
+                "timestamp": timestamp,
+                "payload": payload,
+            }
             await self._send({"event": "media", "media": media, "streamSid": self.sid})
             due += 0.02
             await anyio.sleep(max(0.0, due - time.perf_counter()))
         return due
 
     async def _send(self, frame: dict[str, Any]) -> None:
+        if frame["event"] != "connected":
+            self._sequence += 1
+            frame["sequenceNumber"] = str(self._sequence)
         await self.ws.send(json.dumps(frame))
 
     async def _read(self) -> None:
@@ -133,7 +147,9 @@ class Caller:
                     self._answered_at = self.last_media
                     self._answered.set()
             elif event == "mark":
-                await self._send({"event": "mark", "streamSid": self.sid, "mark": frame["mark"]})
+                await self._send(
+                    {"event": "mark", "streamSid": self.sid, "mark": {"name": frame["mark"]["name"]}}
+                )
 
 
 Measured = tuple[list[float], float, dict[str, float], int]
