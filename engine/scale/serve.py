@@ -102,7 +102,7 @@ class GatewayReplica:
         """Serve's hook (after the constructor): the replica's ASGI app, a Gateway."""
         from engine.gateway.access import Access
         from engine.gateway.app import Gateway
-        from engine.gateway.serve import demo_agent, load_agent
+        from engine.gateway.serve import carrier_keys, demo_agent, load_agent
 
         self.replica = serve.get_replica_context().replica_tag
         _label_logs(self.replica)
@@ -113,7 +113,9 @@ class GatewayReplica:
             provider = provider_for(o.provider_name, o.url)
         elif provider is None and agent.provider is None:
             provider = await self._embedded_server()
-        secrets = {"twilio": token} if (token := os.environ.get("TWILIO_AUTH_TOKEN")) else None
+        # Signing keys from the replica's own environment (TWILIO_AUTH_TOKEN, TELNYX_PUBLIC_KEY), never
+        # through Serve's config; replicas share ENGINE_GATEWAY_SECRET (Telnyx stream tokens verify anywhere).
+        secrets = carrier_keys(os.environ)
         self.gateway = Gateway(
             agent,
             max_calls=o.capacity,
