@@ -80,20 +80,30 @@ def demo_agent() -> Agent:
     return agent
 
 
-def load_agent(spec: str) -> Agent:
-    """The Agent named by ``module:attribute``. Raises ``ValueError`` with what is wrong."""
+def import_named(spec: str) -> Any:
+    """The object ``module:attribute`` names. Raises ``ValueError`` with what is wrong.
+
+    Modules beside the working directory import, as under uvicorn (``engine serve``
+    and the Ray replicas and hosts of engine.scale all load agents this way).
+    """
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise ValueError(f"APP must be module:attribute, got {spec!r}")
     if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())  # as uvicorn: modules beside the working directory load
+        sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ValueError(f"cannot import {module_name!r}: {exc}") from None
-    agent = getattr(module, attribute, None)
-    if agent is None:
+    found = getattr(module, attribute, None)
+    if found is None:
         raise ValueError(f"module {module_name!r} has no attribute {attribute!r}")
+    return found
+
+
+def load_agent(spec: str) -> Agent:
+    """The Agent named by ``module:attribute``. Raises ``ValueError`` with what is wrong."""
+    agent = import_named(spec)
     if not isinstance(agent, Agent):
         raise TypeError(f"{spec} is a {type(agent).__name__}, not an engine.Agent")
     return agent

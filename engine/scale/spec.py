@@ -15,7 +15,6 @@ carrier's REST API and a gateway the carrier can reach (``engine serve``).
 from __future__ import annotations
 
 import contextvars
-import importlib
 import os
 import re
 from collections.abc import Mapping
@@ -170,15 +169,12 @@ def resolve_agent(path: str) -> Agent:
         UnknownAgent: the module does not import, lacks the attribute, or it is not an Agent.
     """
     from engine.gateway.agent import Agent
+    from engine.gateway.serve import import_named
 
-    module_name, _, attribute = path.partition(":")
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise UnknownAgent(f"agent {path!r}: cannot import {module_name!r}: {exc}") from None
-    found = getattr(module, attribute, None)
-    if found is None:
-        raise UnknownAgent(f"agent {path!r}: module {module_name!r} has no attribute {attribute!r}")
+        found = import_named(path)
+    except ValueError as exc:
+        raise UnknownAgent(f"agent {path!r}: {exc}") from None
     if not isinstance(found, Agent) and callable(found):
         found = found()
     if not isinstance(found, Agent):
