@@ -34,6 +34,12 @@ def require_ray() -> None:
         pytest.skip(reason)
 
 
+@pytest.fixture
+def ray_installed() -> None:
+    """For tests that need Ray's packages but no cluster: skip (or fail under CI) without them."""
+    require_ray()
+
+
 @pytest.fixture(scope="package")
 def ray_cluster() -> Iterator[None]:
     """A local Ray cluster for the tests of tests/scale, stopped after the last of them.

@@ -257,7 +257,7 @@ def test_keys_stay_out_of_ray_and_a_provider_holding_its_key_is_refused(deployed
     assert lines and all(b"engine.gateway.calls replica=" in line for line in lines)
 
 
-def test_the_deployment_maps_capacity_drain_and_autoscaling_to_serve() -> None:
+def test_the_deployment_maps_capacity_drain_and_autoscaling_to_serve(ray_installed: None) -> None:
     from engine.scale.serve import DEFAULT_HEADROOM, WAIT_LOOP_S, application
 
     fixed = application(capacity=5, replicas=3, drain_timeout=3)._bound_deployment._deployment_config

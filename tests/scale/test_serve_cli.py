@@ -81,7 +81,7 @@ async def test_serve_ray_serves_a_call_then_drains_it_on_stop(serve_stops: None)
 
 
 def test_serve_ray_refuses_bad_options_before_starting_ray(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    ray_installed: None, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from engine.cli import main
 
