@@ -6,7 +6,7 @@ every reading is a snapshot, valid before ``connect()`` and after close too.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from engine.actors.values import SessionStatistics
@@ -74,6 +74,19 @@ class Inspection:
         current = dict(conv.states) if conv is not None else _initial_states()
         current["lifecycle"] = str(self._lifecycle.current)
         return current
+
+    def watch_steps(self, hook: Callable[[str, str, str], None] | None) -> None:
+        """Call ``hook(machine, old, new)`` after every move of this session's machines; ``None`` stops.
+
+        The lifecycle's moves from now, the core's from the connect on (every
+        machine of ``states``). The hook runs inside the machines' step: it must
+        be cheap and never raise (engine.observe traces the machines this way).
+        One hook at a time: a second call replaces the first.
+        """
+        self._lifecycle.on_step = hook
+        self._supervisor.step_hook = hook
+        if self._supervisor.conv is not None:
+            self._supervisor.conv.on_step = hook
 
     @property
     def _conv(self) -> Conversation | None:

@@ -97,6 +97,7 @@ class Supervisor:
         self._dispatcher = dispatcher
         self._connector = connector
         self.conv: Conversation | None = None
+        self.step_hook: Callable[[str, str, str], None] | None = None  # Session.watch_steps
         self.effects: Interpreter | None = None
         self._group: ActorGroup | None = None
         self._body: anyio.CancelScope | None = None  # the caller's body, cancelled by a fatal end
@@ -144,6 +145,7 @@ class Supervisor:
             self._recorder = Recorder(record[0], audio=record[1])
             url = redact_url(endpoint_url(self.provider))
             record_core(conv, self._recorder, clock, provider=self.provider.name, url=url)
+        conv.on_step = self.step_hook
         self.conv = conv
         self.lifecycle.guard_with(self._between_turns)
         self.effects = Interpreter(

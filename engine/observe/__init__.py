@@ -70,17 +70,13 @@ class Observer:
             self.meters.handle(event, now)
 
     def _attach(self, session: Session) -> None:
-        """Once connected: the model the provider chose, and the core's other machines."""
+        """Once connected: the model the provider chose."""
         trace = self.trace
         if trace is None:
             return
         model = session.config.model
         if model:
             trace.call.set_attribute("gen_ai.request.model", model)
-        conv = session._supervisor.conv  # the core exists once connected
-        if conv is not None:
-            trace.machines(conv.states)
-            conv.on_step = self._step
 
     def _step(self, machine: str, old: str, new: str) -> None:
         """The core's ``on_step`` hook: runs inside the core's step, so it must never raise."""
@@ -152,12 +148,9 @@ def instrument(
         meter = otel_metrics.get_meter("engine", meter_provider=meter_provider)
         meters = CallMeters(instruments_of(meter), common)
     observer = Observer(session, trace, meters)
-    if (
-        trace is not None
-    ):  # the session's lifecycle exists from the start (the core's machines once connected)
-        lifecycle = session._lifecycle
-        trace.machines({"lifecycle": lifecycle.state})
-        lifecycle.on_step = observer._step
+    if trace is not None:  # every machine from its initial state; each move as the machine makes it
+        trace.machines(dict(session.states))
+        session.watch_steps(observer._step)
     session.on(*OBSERVED, *(TRANSCRIPTS if capture_text and traces else ()))(observer)
     return observer
 

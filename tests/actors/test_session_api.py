@@ -46,6 +46,27 @@ async def test_lifecycle_new_open_closed_and_aclose_with_its_alias() -> None:
             assert session.lifecycle is L.CLOSED
 
 
+async def test_watch_steps_sees_every_machine_move_from_the_lifecycle_and_the_core() -> None:
+    moves: list[tuple[str, str, str]] = []
+    with anyio.fail_after(5):
+        async with running_peer() as peer:
+            session = make_session(peer)
+            session.watch_steps(lambda machine, old, new: moves.append((machine, old, new)))
+            async with session.connect():
+                await session.send_text("hi")  # a text turn: the response slot moves
+                await session.wait_for(ResponseDone, timeout=3)
+                snapshot = dict(session.states)
+                session.watch_steps(None)
+                before_close = len(moves)
+    assert moves[0] == ("lifecycle", "new", "connecting")
+    assert ("conversation", "connecting", "session_ready") in moves
+    assert any(machine == "response" for machine, _, _ in moves)
+    for machine, state in snapshot.items():  # the hook saw each machine reach where it stood
+        last = [new for m, _, new in moves if m == machine]
+        assert not last or last[-1] == state, (machine, last, state)
+    assert len(moves) == before_close  # stopped: the close moved the lifecycle unseen
+
+
 async def test_a_speaker_acknowledging_after_close_is_ignored_even_when_recording(tmp_path: Path) -> None:
     recording = tmp_path / "call.jsonl"
     with anyio.fail_after(5):
