@@ -32,7 +32,7 @@ import contextlib
 import logging
 import os
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import anyio
@@ -205,6 +205,7 @@ def application(
     bridge: BridgeOptions | None = None,
     num_cpus: float = 1.0,
     version: str | None = None,
+    autoscaling_overrides: Mapping[str, Any] | None = None,
 ) -> Any:
     """The Serve application (not yet running): ``serve.run`` it, or use :func:`deploy`.
 
@@ -219,8 +220,15 @@ def application(
     running replicas (their number, limits): a 2 -> 1 redeploy drains one
     replica. Without it every deploy is a rolling upgrade: Serve starts new
     replicas and drains every old one.
+
+    ``autoscaling_overrides``: further fields of Serve's ``AutoscalingConfig``
+    (``upscale_delay_s``, ``downscale_delay_s``, ``look_back_period_s``,
+    ``metrics_interval_s``, ...), passed as given; unset, Serve's defaults
+    apply. Only with autoscaling; the replica counts and the target have their
+    own parameters.
     """
     _check(capacity, replicas, min_replicas, max_replicas, headroom, drain_timeout)
+    overrides = _check_overrides(autoscaling_overrides, min_replicas is not None or max_replicas is not None)
     if provider is not None:
         _check_picklable(provider)
     bridge = bridge or BridgeOptions()
@@ -251,6 +259,7 @@ def application(
             "initial_replicas": max(low, min(replicas, max_replicas or replicas)),
             "max_replicas": max_replicas if max_replicas is not None else max(low, replicas),
             "target_ongoing_requests": target_calls or max(1.0, 0.7 * capacity),
+            **overrides,
         }
     else:
         settings["num_replicas"] = replicas
@@ -333,6 +342,30 @@ def _check(
         raise ValueError(f"min_replicas must be >= 0, got {low}")
     if high is not None and high < max(1, low or 0):
         raise ValueError(f"max_replicas must be at least max(1, min_replicas), got {high}")
+
+
+OWN_AUTOSCALING = ("min_replicas", "max_replicas", "initial_replicas", "target_ongoing_requests")
+"""Autoscaling fields set from :func:`application`'s own parameters, never through the overrides."""
+
+
+def _check_overrides(overrides: Mapping[str, Any] | None, autoscaling: bool) -> dict[str, Any]:
+    if not overrides:
+        return {}
+    if not autoscaling:
+        raise ValueError("autoscaling_overrides needs autoscaling: give min_replicas or max_replicas")
+    own = sorted(set(overrides) & set(OWN_AUTOSCALING))
+    if own:
+        raise ValueError(
+            f"autoscaling_overrides cannot set {', '.join(own)}: use min_replicas, max_replicas, "
+            "replicas and target_calls"
+        )
+    from ray.serve.config import AutoscalingConfig
+
+    # Serve drops a field it does not know without a word: a misspelt delay would go unnoticed.
+    unknown = sorted(set(overrides) - set(getattr(AutoscalingConfig, "model_fields", overrides)))
+    if unknown:
+        raise ValueError(f"autoscaling_overrides: Serve's AutoscalingConfig has no {', '.join(unknown)}")
+    return dict(overrides)
 
 
 def _check_picklable(provider: Provider) -> None:
