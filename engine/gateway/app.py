@@ -46,7 +46,7 @@ from engine.gateway.access import Access
 from engine.gateway.agent import Agent
 from engine.gateway.bridge import Bridge, CarrierGone
 from engine.gateway.browser_routes import browser_routes
-from engine.gateway.calls import SHUTTING_DOWN, CallRegistry, Refused
+from engine.gateway.calls import SHUTTING_DOWN, TRACE_CALLS, CallRegistry, Refused, Tracing
 from engine.gateway.carriers.base import CarrierStream, SignedRequest
 from engine.gateway.metrics import CONTENT_TYPE, GatewayMetrics
 from engine.gateway.stream_tokens import SALT, StreamTokens
@@ -112,6 +112,8 @@ class Gateway:
             public_key}``); a dialect with a key refuses unsigned or badly signed requests with 403.
         bridge: per-call bridge settings.
         access: who may use the browser routes (default: open, for a gateway on loopback).
+        tracing: OpenTelemetry for every call (its spans and metrics, with these attributes);
+            ``None``: none.
     """
 
     def __init__(
@@ -125,6 +127,7 @@ class Gateway:
         secrets: Mapping[str, str | Secret] | None = None,
         bridge: BridgeOptions = BridgeOptions(),
         access: Access | None = None,
+        tracing: Tracing | None = TRACE_CALLS,
     ) -> None:
         if not isinstance(agent, Agent):
             raise TypeError(f"the gateway serves an engine.Agent, got {type(agent).__name__}")
@@ -133,6 +136,7 @@ class Gateway:
         self.connector = connector
         self.metrics = GatewayMetrics()
         self.registry = CallRegistry(max_calls, self.metrics)
+        self.registry.tracing = tracing
         self.dialects = dict(dialects) if dialects is not None else default_dialects()
         self._signers: dict[str, Signer] = {}
         for name, secret in (secrets or {}).items():

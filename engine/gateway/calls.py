@@ -61,6 +61,47 @@ class LiveCall:
         return f"call_id={self.call.call_id} stream_id={self.call.stream_id}"
 
 
+@attrs.frozen(kw_only=True)
+class Tracing:
+    """OpenTelemetry for every call of a gateway (:mod:`engine.observe`).
+
+    With ``opentelemetry-api`` installed but no SDK configured this costs next to
+    nothing (no span is built); without it, nothing at all.
+
+    Attributes:
+        attributes: added to each call's spans and metrics (on Ray Serve:
+            ``engine.replica``), beside ``engine.call.id`` and ``engine.carrier``.
+        tracer_provider, meter_provider: default: OpenTelemetry's global ones.
+    """
+
+    attributes: dict[str, str] = attrs.field(factory=dict)
+    tracer_provider: Any = None
+    meter_provider: Any = None
+
+
+TRACE_CALLS = Tracing()
+"""The gateway's default: every call traced with OpenTelemetry's global providers."""
+
+
+def trace_call(session: Any, call: LiveCall, tracing: Tracing) -> None:
+    """Instrument one call's session (before it connects); nothing without ``opentelemetry-api``."""
+    try:
+        from engine.observe import instrument
+    except ImportError:  # pragma: no cover - engine.observe imports no OpenTelemetry at import time
+        return
+    attributes = {"engine.carrier": call.carrier, **tracing.attributes}
+    try:
+        instrument(
+            session,
+            call_id=call.id,
+            attributes=attributes,
+            tracer_provider=tracing.tracer_provider,
+            meter_provider=tracing.meter_provider,
+        )
+    except ImportError:
+        return
+
+
 class CallRegistry:
     """The gateway's live calls: admission, states for metrics, the end of each call, draining."""
 
@@ -78,6 +119,7 @@ class CallRegistry:
         self._idle = anyio.Event()
         self._idle.set()
         self.feeds = Feeds()
+        self.tracing: Tracing | None = TRACE_CALLS
         """Each live call's view for ``/calls`` and read-only watchers (:mod:`engine.gateway.watch`)."""
 
     @property
@@ -126,8 +168,11 @@ class CallRegistry:
         log.info("call started id=%s carrier=%s %s", call.id, call.carrier, call.ids())
 
     def observe(self, call: LiveCall, session: Any) -> None:
-        """The call's session was built: its events feed the live view (``/calls``, watchers)."""
+        """The call's session was built: its events feed the live view (``/calls``, watchers) and,
+        with :attr:`tracing` on, OpenTelemetry (:func:`trace_call`)."""
         self.feeds.open(call.id, call.carrier, session)
+        if self.tracing is not None:
+            trace_call(session, call, self.tracing)
 
     def finish(self, call: LiveCall, reason: str, *, failed: bool = False) -> None:
         """The call ended: log its end line, free its slot, wake :meth:`wait_idle`."""

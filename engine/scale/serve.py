@@ -102,6 +102,7 @@ class GatewayReplica:
         """Serve's hook (after the constructor): the replica's ASGI app, a Gateway."""
         from engine.gateway.access import Access
         from engine.gateway.app import Gateway
+        from engine.gateway.calls import Tracing
         from engine.gateway.serve import carrier_keys, demo_agent, load_agent
 
         self.replica = serve.get_replica_context().replica_tag
@@ -123,6 +124,7 @@ class GatewayReplica:
             secrets=secrets,
             bridge=o.bridge,
             access=Access(open=o.open_access),
+            tracing=Tracing(attributes={"engine.replica": self.replica}),
         )
         self.gateway.metrics.const_labels = {"replica": self.replica}
         shutting_down = _serve_shutting_down()

@@ -27,6 +27,7 @@ from engine.audio import g711_encode
 from engine.demo import speech
 from engine.gateway.agent import Agent
 from engine.gateway.app import BridgeOptions, Gateway
+from engine.gateway.calls import TRACE_CALLS, Tracing
 from engine.gateway.serve import listening_socket, serve_gateway
 from engine.server import LocalServer
 from engine.transports import connect
@@ -114,6 +115,7 @@ async def running_gateway(
     mark_every: int = 1,
     expected_key: str | None = None,
     api_key: str = "local-key",
+    tracing: Tracing | None = TRACE_CALLS,
 ) -> AsyncIterator[Served]:
     """Serve a gateway in-process on 127.0.0.1 port 0 until the block ends (then drain)."""
     async with LocalServer(pace=pace, ping_interval=None, expected_key=expected_key).running() as server:
@@ -123,6 +125,7 @@ async def running_gateway(
             provider=engine.Inworld(api_key=api_key, url=server.url()),
             secrets=secrets,
             bridge=BridgeOptions(start_timeout=3.0, close_timeout=1.0, mark_every=mark_every),
+            tracing=tracing,
         )
         sock = listening_socket("127.0.0.1", 0)
         stop, stopped = anyio.Event(), anyio.Event()
