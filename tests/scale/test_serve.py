@@ -7,7 +7,6 @@ Twilio calls go through Serve's proxy on 127.0.0.1.
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ from engine.server import LocalServer
 from tests.e2e.helpers import outputs_per_call
 from tests.gateway.carrier import TwilioCarrier, twilio_call
 from tests.gateway.serving import http, ulaw_silence, ulaw_speech, weather_agent
+from tests.scale.serving import Deployed, free_port
 
 pytestmark = [
     pytest.mark.ray,
@@ -45,27 +45,6 @@ AGENT = weather_agent(settings=engine.SessionSettings(ready_timeout=5, close_tim
 def local_key() -> str:
     """The provider's key callable: pickled to the replicas by reference, so the key is never in Ray."""
     return KEY
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@attrs.define
-class Deployed:
-    url: str
-    port: int
-    server_port: int
-    scale: Callable[[int], None]
-
-    @property
-    def stream(self) -> str:
-        return self.url.replace("http://", "ws://") + "/twilio/stream"
-
-    def server(self) -> Any:
-        return LocalServer(pace=0, ping_interval=None, expected_key=KEY).running(port=self.server_port)
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +72,7 @@ def deployed(ray_cluster: None) -> Iterator[Deployed]:
         serve.run(app, name="engine", route_prefix="/")
 
     try:
-        yield Deployed(url=url, port=port, server_port=server_port, scale=scale)
+        yield Deployed(url=url, port=port, server_port=server_port, key=KEY, scale=scale)
     finally:
         serve.delete("engine")
         serve.shutdown()

@@ -10,14 +10,11 @@ process.
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
-from typing import Any
 
 import anyio
-import attrs
 import pytest
 
 import engine
@@ -26,6 +23,7 @@ from engine.server import LocalServer
 from tests.e2e.helpers import outputs_per_call
 from tests.gateway.carrier import TwilioCarrier, twilio_call
 from tests.gateway.serving import http, ulaw_silence, ulaw_speech, weather_agent
+from tests.scale.serving import Deployed, free_port
 
 pytestmark = [
     pytest.mark.ray,
@@ -56,26 +54,6 @@ def local_key() -> str:
     return KEY
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@attrs.define
-class Deployed:
-    url: str
-    port: int
-    server_port: int
-
-    @property
-    def stream(self) -> str:
-        return self.url.replace("http://", "ws://") + "/twilio/stream"
-
-    def server(self) -> Any:
-        return LocalServer(pace=0, ping_interval=None, expected_key=KEY).running(port=self.server_port)
-
-
 @pytest.fixture(scope="module")
 def deployed(ray_cluster: None) -> Iterator[Deployed]:
     from ray import serve
@@ -100,7 +78,7 @@ def deployed(ray_cluster: None) -> Iterator[Deployed]:
         num_cpus=0.5,  # two replicas take 1 of the cluster's 4 logical CPUs
     )
     try:
-        yield Deployed(url=url, port=port, server_port=server_port)
+        yield Deployed(url=url, port=port, server_port=server_port, key=KEY)
     finally:
         serve.delete("engine")
         serve.shutdown()
