@@ -85,10 +85,8 @@ TRACE_CALLS = Tracing()
 
 def trace_call(session: Any, call: LiveCall, tracing: Tracing) -> None:
     """Instrument one call's session (before it connects); nothing without ``opentelemetry-api``."""
-    try:
-        from engine.observe import instrument
-    except ImportError:  # pragma: no cover - engine.observe imports no OpenTelemetry at import time
-        return
+    from engine.observe import instrument  # imports OpenTelemetry only when called
+
     attributes = {"engine.carrier": call.carrier, **tracing.attributes}
     try:
         instrument(
